@@ -16,6 +16,12 @@ Theory of operation for the shell (miresga_core/kernel/shell.py):
 * ``Pause`` / ``Resume`` stop and restart reading from the client (buffer limits).
 * ``Tunnel()`` : from now on bytes are relayed raw in both directions (Upgrade, pin); the
   shell may splice them in the kernel.
+
+Multiplexed sessions (HTTP/2 terminated on both sides) talk to several backends at once.
+A session class that sets ``multiplexed = True`` names a backend *leg* in ``Connect``,
+``SendBackend``, ``Release`` and ``HalfClose`` (``leg``, any int the session chooses), and
+the shell passes ``leg=<id>`` to ``on_backend_connected/failed/data/eof``. Sessions that do
+not set it use leg 0 implicitly and are called exactly as before (one leg at a time).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class SendClient(Action):
 @dataclass(slots=True)
 class SendBackend(Action):
     data: bytes
+    leg: int = 0
 
 
 @dataclass(slots=True)
@@ -67,11 +74,13 @@ class Connect(Action):
     backend: Backend
     pool: str
     reuse: bool = True
+    leg: int = 0
 
 
 @dataclass(slots=True)
 class Release(Action):
     reuse: bool
+    leg: int = 0
 
 
 @dataclass(slots=True)
@@ -84,6 +93,7 @@ class HalfClose(Action):
     """Forward an end-of-stream: ``to_backend`` True shuts the backend's write side."""
 
     to_backend: bool
+    leg: int = 0
 
 
 @dataclass(slots=True)

@@ -1,8 +1,10 @@
 """The I/O shell of the ``kernel`` data plane: asyncio protocols around sans-I/O sessions.
 
 ``ClientConnection`` owns one accepted socket and its session; it carries out the session's
-actions (miresga_core/session.py). ``BackendConnection`` is one connection to a backend,
-either serving a client or idle in the ``ConnectionPool`` (keep-alive to servers).
+actions (miresga_core/session.py). A session has backend *legs* keyed by an int: one (leg 0)
+for HTTP/1.1, several at once for multiplexed sessions (HTTP/2 terminated on both sides).
+``BackendConnection`` is one connection to a backend, either serving a client or idle in
+the ``ConnectionPool`` (keep-alive to servers).
 Flow control is the transports' own: when one side's write buffer is full, reading from the
 other side pauses. Relaying copies each chunk once, from one socket buffer to the other;
 the in-kernel splice (sockmap) replaces that copy where BPF is permitted (``Tunnel`` marks
@@ -77,9 +79,10 @@ class ConnectionPool:
 
 
 class BackendConnection(asyncio.Protocol):
-    def __init__(self, address: Address, pool: ConnectionPool) -> None:
+    def __init__(self, address: Address, pool: ConnectionPool, leg: int = 0) -> None:
         self.address = address
         self.pool = pool
+        self.leg = leg
         self.owner: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -134,9 +137,10 @@ class ClientConnection(asyncio.Protocol):
         self.pool = pool
         self.registry = registry
         self.session: Any = None
+        self.multiplexed = False
         self.transport: asyncio.Transport | None = None
-        self.backend: BackendConnection | None = None
-        self.connecting: asyncio.Task[Any] | None = None
+        self.legs: dict[int, BackendConnection] = {}
+        self.connecting: dict[int, asyncio.Task[Any]] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.queue: deque[Action] = deque()
         self.running = False
@@ -154,6 +158,7 @@ class ClientConnection(asyncio.Protocol):
         client = Address(peer[0], peer[1]) if peer else None
         self.registry.add(self)
         self.session = self.new_session(client)
+        self.multiplexed = bool(getattr(self.session, "multiplexed", False))
         self.run(self.session.on_start(time.monotonic()))
 
     def data_received(self, data: bytes) -> None:
@@ -171,13 +176,20 @@ class ClientConnection(asyncio.Protocol):
         self.timers.clear()
         self._drop_backend()
 
-    def pause_writing(self) -> None:  # the client is slow: stop reading the backend
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.pause_reading()
+    @property
+    def backend(self) -> BackendConnection | None:
+        """Leg 0: the only backend connection of a non-multiplexed session."""
+        return self.legs.get(0)
+
+    def pause_writing(self) -> None:  # the client is slow: stop reading the backends
+        for conn in self.legs.values():
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.resume_reading()
+        for conn in self.legs.values():
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.resume_reading()
 
     def pause_client_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -189,13 +201,16 @@ class ClientConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- backend events
 
+    def _leg(self, leg: int) -> dict[str, int]:
+        return {"leg": leg} if self.multiplexed else {}
+
     def from_backend(self, conn: BackendConnection, data: bytes) -> None:
-        if conn is self.backend:
-            self.run(self.session.on_backend_data(data, time.monotonic()))
+        if self.legs.get(conn.leg) is conn:
+            self.run(self.session.on_backend_data(data, time.monotonic(), **self._leg(conn.leg)))
 
     def backend_eof(self, conn: BackendConnection) -> None:
-        if conn is self.backend:
-            self.run(self.session.on_backend_eof(time.monotonic()))
+        if self.legs.get(conn.leg) is conn:
+            self.run(self.session.on_backend_eof(time.monotonic(), **self._leg(conn.leg)))
 
     def drain(self) -> None:
         self.run(self.session.drain())
@@ -220,45 +235,48 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(action.data)
 
     def _send_backend(self, action: SendBackend) -> None:
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.write(action.data)
+        conn = self.legs.get(action.leg)
+        if conn is not None and conn.transport is not None:
+            conn.transport.write(action.data)
 
     def _connect(self, action: Connect) -> None:
-        self._drop_backend()
+        self._release(Release(reuse=False, leg=action.leg))
         conn = self.pool.take(action.backend.address) if action.reuse else None
         if conn is not None:
-            conn.owner = self
-            self.backend = conn
-            self.queue.extend(self.session.on_backend_connected(time.monotonic()))
+            conn.owner, conn.leg = self, action.leg
+            self.legs[action.leg] = conn
+            self.queue.extend(self.session.on_backend_connected(time.monotonic(),
+                                                                **self._leg(action.leg)))
             return
-        self.connecting = self.loop.create_task(self._open(action.backend))
+        self.connecting[action.leg] = self.loop.create_task(self._open(action.backend,
+                                                                       action.leg))
 
-    async def _open(self, backend: Backend) -> None:
-        conn = BackendConnection(backend.address, self.pool)
+    async def _open(self, backend: Backend, leg: int) -> None:
+        conn = BackendConnection(backend.address, self.pool, leg)
         try:
             await self.loop.create_connection(lambda: conn, backend.address.host,
                                               backend.address.port)
         except asyncio.CancelledError:
             return
         except OSError as exc:
-            self.connecting = None
+            self.connecting.pop(leg, None)
             if not self.closed:
                 self.run(self.session.on_backend_failed(exc.strerror or str(exc),
-                                                        time.monotonic()))
+                                                        time.monotonic(), **self._leg(leg)))
             return
-        self.connecting = None
+        self.connecting.pop(leg, None)
         if self.closed:
             conn.close()
             return
         conn.owner = self
-        self.backend = conn
-        self.run(self.session.on_backend_connected(time.monotonic()))
+        self.legs[leg] = conn
+        self.run(self.session.on_backend_connected(time.monotonic(), **self._leg(leg)))
 
     def _release(self, action: Release) -> None:
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-        conn, self.backend = self.backend, None
+        task = self.connecting.pop(action.leg, None)
+        if task is not None:
+            task.cancel()
+        conn = self.legs.pop(action.leg, None)
         if conn is None:
             return
         if action.reuse and not self.tunnel:
@@ -268,7 +286,8 @@ class ClientConnection(asyncio.Protocol):
             conn.close()
 
     def _drop_backend(self) -> None:
-        self._release(Release(reuse=False))
+        for leg in set(self.legs) | set(self.connecting):
+            self._release(Release(reuse=False, leg=leg))
 
     def _close_client(self, action: CloseClient) -> None:
         if self.transport is not None and not self.closed:
@@ -278,7 +297,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _half_close(self, action: HalfClose) -> None:
         if action.to_backend:
-            target = self.backend.transport if self.backend is not None else None
+            conn = self.legs.get(action.leg)
+            target = conn.transport if conn is not None else None
         else:
             target = self.transport
         if target is not None and target.can_write_eof() and not target.is_closing():
