@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from .api import Address, Backend, OffloadMode, Policy, RequestHead
+from .api import Address, Backend, OffloadMode, ParserPlugin, Policy, RequestHead
 from .config import ListenerConfig, PoolConfig, RouteConfig
 
-__all__ = ["PoolState", "RouteResult", "Router", "match_route"]
+__all__ = ["PoolState", "RouteResult", "Router", "match_route", "route_scope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +110,31 @@ class Router:
             return RouteResult(route, "", None, offload)
         backend = self.pools[pool_name].pick(head, client, exclude, now)
         return RouteResult(route, pool_name, backend, offload)
+
+
+def route_scope(listener: ListenerConfig, parser: ParserPlugin,
+                policies: Mapping[str, tuple[type[Policy], Any]]
+                ) -> Literal["connection", "request"]:
+    """Whether this listener's decisions can be made once per connection.
+
+    The request fields a decision depends on are those of the route conditions (when the
+    routes lead to more than one place) plus those the pools' policies hash or match on
+    (``Policy.request_fields(options)``, optional). No such field: "connection". Otherwise
+    the parser says whether its protocol can route those per request on one connection.
+    ``policies`` maps pool name -> (policy class, options).
+    """
+    targets = {route.pool for route in listener.routes}
+    catch_all = any(not route.match for route in listener.routes)
+    if not catch_all and listener.routes:
+        targets.add(listener.default_pool)  # "" stands for the 404 answer
+    elif not listener.routes:
+        targets = {listener.default_pool}
+    fields: set[str] = set()
+    if len(targets) > 1:
+        fields |= {cond.field for route in listener.routes for cond in route.match}
+    for pool in targets - {""}:
+        policy, options = policies[pool]
+        extra = getattr(policy, "request_fields", None)
+        if extra is not None:
+            fields |= set(extra(options))
+    return parser.route_scope(fields) if fields else "connection"

@@ -86,6 +86,11 @@ class BackendConnection(asyncio.Protocol):
         self.owner: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        # A server that speaks first (HTTP/2 SETTINGS) may send before the connecting task
+        # has resumed and handed the connection to its session: hold those bytes until then.
+        self.ready = True
+        self.early = bytearray()
+        self.early_eof = False
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
@@ -95,12 +100,17 @@ class BackendConnection(asyncio.Protocol):
         _nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.owner is not None:
+        if not self.ready:
+            self.early += data
+        elif self.owner is not None:
             self.owner.from_backend(self, data)
         else:  # an idle connection must not speak: drop it
             self.close()
 
     def eof_received(self) -> bool:
+        if not self.ready:
+            self.early_eof = True
+            return True
         if self.owner is not None:
             self.owner.backend_eof(self)
             return True  # half-open: the client side may still send (tunnels)
@@ -253,6 +263,7 @@ class ClientConnection(asyncio.Protocol):
 
     async def _open(self, backend: Backend, leg: int) -> None:
         conn = BackendConnection(backend.address, self.pool, leg)
+        conn.ready = False
         try:
             await self.loop.create_connection(lambda: conn, backend.address.host,
                                               backend.address.port)
@@ -269,8 +280,14 @@ class ClientConnection(asyncio.Protocol):
             conn.close()
             return
         conn.owner = self
+        conn.ready = True
         self.legs[leg] = conn
         self.run(self.session.on_backend_connected(time.monotonic(), **self._leg(leg)))
+        if conn.early:
+            data, conn.early = bytes(conn.early), bytearray()
+            self.from_backend(conn, data)
+        if conn.early_eof or conn.closed:
+            self.backend_eof(conn)
 
     def _release(self, action: Release) -> None:
         task = self.connecting.pop(action.leg, None)

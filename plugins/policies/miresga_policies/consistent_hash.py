@@ -133,6 +133,14 @@ class ConsistentHash(Policy):
         self.table = maglev_table([b.label for b in self.backends],
                                   [b.weight for b in self.backends], self.size)
 
+    @classmethod
+    def request_fields(cls, options: MaglevOptions | None) -> tuple[str, ...]:
+        """Request fields the pick depends on (none when keyed by the client address)."""
+        key = (options or MaglevOptions()).key
+        if key == "client":
+            return ()
+        return ("header:cookie",) if key.startswith("cookie:") else (key,)
+
     def slot_of(self, request: RequestHead | None, client: Address | None) -> int:
         return key_hash(request_key(self.opts.key, request, client)) % self.size
 

@@ -67,6 +67,10 @@ class HeaderMatch(Policy):
             self.fallback = ConsistentHash(self.backends)
 
     @classmethod
+    def request_fields(cls, options: HeaderMatchOptions) -> tuple[str, ...]:
+        return (f"header:{options.header}",)
+
+    @classmethod
     def check_pool(cls, names: Sequence[str], options: HeaderMatchOptions) -> str | None:
         """Config-time check: every mapped backend name exists in the pool."""
         for table in ("exact", "prefix"):
