@@ -355,7 +355,8 @@ class Http2Session:
         lg = self.legs.get(leg)
         if lg is None:
             return []
-        return self._leg_lost(lg, f"connect to {lg.backend.label} failed: {reason}", now)
+        return self._leg_lost(lg, f"connect to {lg.backend.label} failed: {reason}", now) + \
+            self._flush()
 
     def on_backend_data(self, data: bytes, now: float, leg: int = 0) -> list[Action]:
         lg = self.legs.get(leg)
@@ -412,7 +413,7 @@ class Http2Session:
         lg = self.legs.get(leg)
         if lg is None:
             return []
-        return self._leg_lost(lg, "backend closed the connection", now)
+        return self._leg_lost(lg, "backend closed the connection", now) + self._flush()
 
     def _leg_lost(self, lg: Leg, reason: str, now: float) -> list[Action]:
         """A leg failed or closed: move or reset its streams; maybe mark the backend failed."""
@@ -596,7 +597,7 @@ class Http2Session:
         if name.startswith("connect:"):
             lg = self.legs.get(int(name[8:]))
             if lg is not None and not lg.connected:
-                return self._leg_lost(lg, "connect timeout", now)
+                return self._leg_lost(lg, "connect timeout", now) + self._flush()
         return []
 
     def drain(self) -> list[Action]:
