@@ -157,6 +157,8 @@ def headers_to_head(headers: Iterable[tuple[str, str]] | Sequence[tuple[bytes, b
             continue
         if k != k.lower() or not k:
             return Reject(400, f"header name {k!r} is not lower-case")
+        if any(c in v for c in "\0\r\n"):  # RFC 9113 8.2.1: malformed
+            return Reject(400, f"header {k} value contains NUL, CR or LF")
         if k in _CONNECTION_HEADERS or (k == "te" and v.strip().lower() != "trailers"):
             return Reject(400, f"connection-specific header {k} in HTTP/2")
         regular.append((k, v))
