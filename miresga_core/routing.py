@@ -40,6 +40,7 @@ class PoolState:
         self.backends: tuple[Backend, ...] = config.backend_objects()
         self.admin_up = [True] * len(self.backends)  # active health verdict
         self.failed_until = [0.0] * len(self.backends)  # passive: out until this time
+        self.passive_failures = [0] * len(self.backends)  # connect failures and resets seen
         self._usable: tuple[bool, ...] = ()
         self.policy: Policy = policy_cls(self.backends, config.options)
         self._rebuild(0.0)
@@ -59,6 +60,7 @@ class PoolState:
 
     def mark_failed(self, index: int, now: float, cooldown: float) -> None:
         """Passive failure (connect refused, reset): keep the backend out for ``cooldown``."""
+        self.passive_failures[index] += 1
         self.failed_until[index] = now + cooldown
         self._rebuild(now)
 
@@ -82,7 +84,8 @@ class PoolState:
 
     def status(self, now: float) -> list[dict[str, Any]]:
         return [{"backend": b.label, "address": str(b.address), "weight": b.weight,
-                 "up": self.admin_up[i], "passive_out": self.failed_until[i] > now}
+                 "up": self.admin_up[i], "passive_out": self.failed_until[i] > now,
+                 "passive_failures": self.passive_failures[i]}
                 for i, b in enumerate(self.backends)]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from ..config import Config
 from ..errors import MiresgaError
 from ..plugins import Registry
-from ..routing import PoolState
+from ..routing import PoolState, route_scope
 from .worker import serve_worker
 
 __all__ = ["Master", "check_bindable"]
@@ -69,6 +69,11 @@ class Master:
         self.ctx = multiprocessing.get_context("fork")
         self.pools = {name: PoolState(pool, registry.policies[pool.policy])
                       for name, pool in config.pools.items()}
+        policies = {name: (state.policy_cls, state.config.options)
+                    for name, state in self.pools.items()}
+        self.route_scopes = {
+            lst.name: route_scope(lst, registry.parsers[lst.protocol](max_head=lst.max_head),
+                                  policies) for lst in config.listeners}
 
     # ----------------------------------------------------------------- workers
 
@@ -80,6 +85,12 @@ class Master:
         proc.start()
         child.close()
         self.workers[index] = WorkerHandle(index, proc, parent)
+        for pool, state in self.pools.items():  # a restarted worker learns who is down
+            for i, up in enumerate(state.admin_up):
+                if not up:
+                    with contextlib.suppress(OSError):
+                        parent.sendall(json.dumps({"op": "health", "pool": pool, "index": i,
+                                                   "up": False}).encode() + b"\n")
         log.info("worker %d started (pid %d)", index, proc.pid)
 
     def broadcast(self, message: dict[str, Any]) -> None:

@@ -130,7 +130,9 @@ def _control_message(msg: dict[str, Any], control: socket.socket, runtime: Runti
         runtime.pools[msg["pool"]].set_up(msg["index"], msg["up"], time.monotonic())
     elif op == "stats":
         stats = {name: dataclasses.asdict(s) for name, s in runtime.stats.items()}
-        reply = {"worker": worker_id, "pid": os.getpid(), "stats": stats}
+        now = time.monotonic()  # passive health lives in each worker: report it too
+        pools = {name: state.status(now) for name, state in runtime.pools.items()}
+        reply = {"worker": worker_id, "pid": os.getpid(), "stats": stats, "pools": pools}
         control.setblocking(True)
         control.sendall(json.dumps(reply).encode() + b"\n")
         control.setblocking(False)
