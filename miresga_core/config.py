@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import tomllib as _toml
 import types
 import typing
@@ -289,7 +290,8 @@ def parse_config(text: str, registry: Registry, file: str = "<config>") -> Confi
     try:
         raw = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        found = re.search(r"\(at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
         msg = str(exc).split(" (at line")[0]
         raise ConfigError(f"TOML syntax: {msg}", file=file, line=line) from None
     ctx = _Ctx(file, KeyLines(text))

@@ -86,6 +86,8 @@ class ChunkedBody:
                 if self._left == 0:
                     self._state = "DATA_CRLF"
                 continue
+            if self._state == "DATA_CRLF" and not self._line and data[pos] not in b"\r\n":
+                raise FramingError("missing CRLF after chunk data")
             nl = data.find(b"\n", pos)
             if nl < 0:
                 self._line += data[pos:]

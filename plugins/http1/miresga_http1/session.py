@@ -147,9 +147,8 @@ class Http1Session:
             return out + self._resume()
         self.state = FORWARD
         out.append(SendBackend(self.pending))
-        if self.buf:
-            rest = self._forward_body(bytes(self.buf), out)
-            self.buf[:] = rest
+        if self.buf and self.req_body is not None:
+            self.buf[:] = self._forward_body(bytes(self.buf), out)
         out.append(Timer("response", self.timeouts.response))
         return out + self._resume()
 
