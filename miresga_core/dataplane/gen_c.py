@@ -52,15 +52,21 @@ def _struct(name: str, layout: tuple[list[schema.CField], int], doc: str) -> lis
     return lines
 
 
+_INDEXED = (Kind.INDEX, Kind.SINGLETON, Kind.REGISTER, Kind.COUNTER, Kind.DEVMAP)
+
+
 def _map(t: Table) -> list[str]:
     flags = "\n\t__uint(map_flags, BPF_F_NO_PREALLOC);" if t.kind is Kind.LPM else ""
+    # array maps want a plain integer key type in BTF
+    key = "__u32" if t.kind in _INDEXED else f"struct {t.name}_key"
+    value = "__u32" if t.kind is Kind.DEVMAP else f"struct {t.name}_value"
     return [
         f"/* {t.purpose} */",
         "struct {",
         f"\t__uint(type, {_MAP_TYPE[t.kind]});",
         f"\t__uint(max_entries, {t.size});",
-        f"\t__type(key, struct {t.name}_key);",
-        f"\t__type(value, struct {t.name}_value);{flags}",
+        f"\t__type(key, {key});",
+        f"\t__type(value, {value});{flags}",
         f"}} {t.name} SEC(\".maps\");",
     ]
 
@@ -81,7 +87,10 @@ def tables_header() -> str:
             for i, (name, doc) in enumerate(COUNTERS)]
     out += [f"\tMIRESGA_N_COUNTERS = {len(COUNTERS)},", "};", ""]
     for t in SCHEMA:
-        out += _struct(f"{t.name}_key", t.key_layout(), f"{t.name} key")
+        if t.kind not in _INDEXED:
+            out += _struct(f"{t.name}_key", t.key_layout(), f"{t.name} key")
+        else:
+            out.append(f"/* {t.name} key: __u32 index, 0..{t.size - 1} */")
         out += _struct(f"{t.name}_value", t.value_layout(),
                        f"{t.name} value: {t.action.name if t.action else 'data'}")
         out.append("")

@@ -74,11 +74,7 @@ struct vip_addr_value {
 };
 _Static_assert(sizeof(struct vip_addr_value) == 6, "vip_addr_value layout");
 
-/* lb_control key */
-struct lb_control_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct lb_control_key) == 4, "lb_control_key layout");
+/* lb_control key: __u32 index, 0..0 */
 /* lb_control value: set_lb_state */
 struct lb_control_value {
 	__u8 active; /* 1 bits */
@@ -86,55 +82,35 @@ struct lb_control_value {
 };
 _Static_assert(sizeof(struct lb_control_value) == 2, "lb_control_value layout");
 
-/* lb_index_0 key */
-struct lb_index_0_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct lb_index_0_key) == 4, "lb_index_0_key layout");
+/* lb_index_0 key: __u32 index, 0..1023 */
 /* lb_index_0 value: set_frontend */
 struct lb_index_0_value {
 	__u8 frontend; /* 8 bits */
 };
 _Static_assert(sizeof(struct lb_index_0_value) == 1, "lb_index_0_value layout");
 
-/* lb_index_1 key */
-struct lb_index_1_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct lb_index_1_key) == 4, "lb_index_1_key layout");
+/* lb_index_1 key: __u32 index, 0..1023 */
 /* lb_index_1 value: set_frontend */
 struct lb_index_1_value {
 	__u8 frontend; /* 8 bits */
 };
 _Static_assert(sizeof(struct lb_index_1_value) == 1, "lb_index_1_value layout");
 
-/* lb_bloom key */
-struct lb_bloom_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct lb_bloom_key) == 4, "lb_bloom_key layout");
+/* lb_bloom key: __u32 index, 0..2047 */
 /* lb_bloom value: data */
 struct lb_bloom_value {
 	__u32 bits; /* 32 bits */
 };
 _Static_assert(sizeof(struct lb_bloom_value) == 4, "lb_bloom_value layout");
 
-/* frontend key */
-struct frontend_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct frontend_key) == 4, "frontend_key layout");
+/* frontend key: __u32 index, 0..63 */
 /* frontend value: set_frontend_addr */
 struct frontend_value {
 	__be32 addr; /* 32 bits, network order */
 };
 _Static_assert(sizeof(struct frontend_value) == 4, "frontend_value layout");
 
-/* backend key */
-struct backend_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct backend_key) == 4, "backend_key layout");
+/* backend key: __u32 index, 0..4095 */
 /* backend value: set_backend_addr */
 struct backend_value {
 	__be32 addr; /* 32 bits, network order */
@@ -202,22 +178,14 @@ struct route_value {
 };
 _Static_assert(sizeof(struct route_value) == 14, "route_value layout");
 
-/* tx_port key */
-struct tx_port_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct tx_port_key) == 4, "tx_port_key layout");
+/* tx_port key: __u32 index, 0..63 */
 /* tx_port value: data */
 struct tx_port_value {
 	__u32 ifindex; /* 32 bits */
 };
 _Static_assert(sizeof(struct tx_port_value) == 4, "tx_port_value layout");
 
-/* cookie_secret key */
-struct cookie_secret_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct cookie_secret_key) == 4, "cookie_secret_key layout");
+/* cookie_secret key: __u32 index, 0..1 */
 /* cookie_secret value: set_secret */
 struct cookie_secret_value {
 	__u32 k0; /* 32 bits */
@@ -225,11 +193,7 @@ struct cookie_secret_value {
 };
 _Static_assert(sizeof(struct cookie_secret_value) == 8, "cookie_secret_value layout");
 
-/* cookie_clock key */
-struct cookie_clock_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct cookie_clock_key) == 4, "cookie_clock_key layout");
+/* cookie_clock key: __u32 index, 0..0 */
 /* cookie_clock value: set_clock */
 struct cookie_clock_value {
 	__u32 base_slot; /* 32 bits */
@@ -238,11 +202,7 @@ struct cookie_clock_value {
 };
 _Static_assert(sizeof(struct cookie_clock_value) == 16, "cookie_clock_value layout");
 
-/* counters key */
-struct counters_key {
-	__u32 index; /* 32 bits */
-};
-_Static_assert(sizeof(struct counters_key) == 4, "counters_key layout");
+/* counters key: __u32 index, 0..25 */
 /* counters value: data */
 struct counters_value {
 	__u64 packets; /* 64 bits */
@@ -273,7 +233,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, struct lb_control_key);
+	__type(key, __u32);
 	__type(value, struct lb_control_value);
 } lb_control SEC(".maps");
 
@@ -281,7 +241,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
-	__type(key, struct lb_index_0_key);
+	__type(key, __u32);
 	__type(value, struct lb_index_0_value);
 } lb_index_0 SEC(".maps");
 
@@ -289,7 +249,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
-	__type(key, struct lb_index_1_key);
+	__type(key, __u32);
 	__type(value, struct lb_index_1_value);
 } lb_index_1 SEC(".maps");
 
@@ -297,7 +257,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2048);
-	__type(key, struct lb_bloom_key);
+	__type(key, __u32);
 	__type(value, struct lb_bloom_value);
 } lb_bloom SEC(".maps");
 
@@ -305,7 +265,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 64);
-	__type(key, struct frontend_key);
+	__type(key, __u32);
 	__type(value, struct frontend_value);
 } frontend SEC(".maps");
 
@@ -313,7 +273,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 4096);
-	__type(key, struct backend_key);
+	__type(key, __u32);
 	__type(value, struct backend_value);
 } backend SEC(".maps");
 
@@ -354,15 +314,15 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, 64);
-	__type(key, struct tx_port_key);
-	__type(value, struct tx_port_value);
+	__type(key, __u32);
+	__type(value, __u32);
 } tx_port SEC(".maps");
 
 /* SYN cookie keys: index 0 current, 1 previous (cookie.py). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
-	__type(key, struct cookie_secret_key);
+	__type(key, __u32);
 	__type(value, struct cookie_secret_value);
 } cookie_secret SEC(".maps");
 
@@ -370,7 +330,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, struct cookie_clock_key);
+	__type(key, __u32);
 	__type(value, struct cookie_clock_value);
 } cookie_clock SEC(".maps");
 
@@ -378,7 +338,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 26);
-	__type(key, struct counters_key);
+	__type(key, __u32);
 	__type(value, struct counters_value);
 } counters SEC(".maps");
 
