@@ -49,6 +49,10 @@ def _struct(name: str, layout: tuple[list[schema.CField], int], doc: str) -> lis
         lines.append(f"\t{c.ctype} {c.name}{arr};{note}")
     lines.append("};")
     lines.append(f"_Static_assert(sizeof(struct {name}) == {size}, \"{name} layout\");")
+    for c in fields:
+        if not c.pad:
+            lines.append(f"_Static_assert(__builtin_offsetof(struct {name}, {c.name}) == "
+                         f"{c.offset}, \"{name}.{c.name}\");")
     return lines
 
 

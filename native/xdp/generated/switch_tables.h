@@ -54,6 +54,8 @@ struct vip_key {
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct vip_key) == 8, "vip_key layout");
+_Static_assert(__builtin_offsetof(struct vip_key, vip_addr) == 0, "vip_key.vip_addr");
+_Static_assert(__builtin_offsetof(struct vip_key, vip_port) == 4, "vip_key.vip_port");
 /* vip value: vip_hit */
 struct vip_value {
 	__u16 mss; /* 16 bits */
@@ -62,17 +64,22 @@ struct vip_value {
 	__u8 _pad0[1];
 };
 _Static_assert(sizeof(struct vip_value) == 6, "vip_value layout");
+_Static_assert(__builtin_offsetof(struct vip_value, mss) == 0, "vip_value.mss");
+_Static_assert(__builtin_offsetof(struct vip_value, window) == 2, "vip_value.window");
+_Static_assert(__builtin_offsetof(struct vip_value, wscale) == 4, "vip_value.wscale");
 
 /* vip_addr key */
 struct vip_addr_key {
 	__be32 addr; /* 32 bits, network order */
 };
 _Static_assert(sizeof(struct vip_addr_key) == 4, "vip_addr_key layout");
+_Static_assert(__builtin_offsetof(struct vip_addr_key, addr) == 0, "vip_addr_key.addr");
 /* vip_addr value: arp_reply */
 struct vip_addr_value {
 	__u8 mac[6]; /* 48 bits */
 };
 _Static_assert(sizeof(struct vip_addr_value) == 6, "vip_addr_value layout");
+_Static_assert(__builtin_offsetof(struct vip_addr_value, mac) == 0, "vip_addr_value.mac");
 
 /* lb_control key: __u32 index, 0..0 */
 /* lb_control value: set_lb_state */
@@ -81,6 +88,8 @@ struct lb_control_value {
 	__u8 changing; /* 1 bits */
 };
 _Static_assert(sizeof(struct lb_control_value) == 2, "lb_control_value layout");
+_Static_assert(__builtin_offsetof(struct lb_control_value, active) == 0, "lb_control_value.active");
+_Static_assert(__builtin_offsetof(struct lb_control_value, changing) == 1, "lb_control_value.changing");
 
 /* lb_index_0 key: __u32 index, 0..1023 */
 /* lb_index_0 value: set_frontend */
@@ -88,6 +97,7 @@ struct lb_index_0_value {
 	__u8 frontend; /* 8 bits */
 };
 _Static_assert(sizeof(struct lb_index_0_value) == 1, "lb_index_0_value layout");
+_Static_assert(__builtin_offsetof(struct lb_index_0_value, frontend) == 0, "lb_index_0_value.frontend");
 
 /* lb_index_1 key: __u32 index, 0..1023 */
 /* lb_index_1 value: set_frontend */
@@ -95,6 +105,7 @@ struct lb_index_1_value {
 	__u8 frontend; /* 8 bits */
 };
 _Static_assert(sizeof(struct lb_index_1_value) == 1, "lb_index_1_value layout");
+_Static_assert(__builtin_offsetof(struct lb_index_1_value, frontend) == 0, "lb_index_1_value.frontend");
 
 /* lb_bloom key: __u32 index, 0..2047 */
 /* lb_bloom value: data */
@@ -102,6 +113,7 @@ struct lb_bloom_value {
 	__u32 bits; /* 32 bits */
 };
 _Static_assert(sizeof(struct lb_bloom_value) == 4, "lb_bloom_value layout");
+_Static_assert(__builtin_offsetof(struct lb_bloom_value, bits) == 0, "lb_bloom_value.bits");
 
 /* frontend key: __u32 index, 0..63 */
 /* frontend value: set_frontend_addr */
@@ -109,6 +121,7 @@ struct frontend_value {
 	__be32 addr; /* 32 bits, network order */
 };
 _Static_assert(sizeof(struct frontend_value) == 4, "frontend_value layout");
+_Static_assert(__builtin_offsetof(struct frontend_value, addr) == 0, "frontend_value.addr");
 
 /* backend key: __u32 index, 0..4095 */
 /* backend value: set_backend_addr */
@@ -118,6 +131,8 @@ struct backend_value {
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct backend_value) == 8, "backend_value layout");
+_Static_assert(__builtin_offsetof(struct backend_value, addr) == 0, "backend_value.addr");
+_Static_assert(__builtin_offsetof(struct backend_value, port) == 4, "backend_value.port");
 
 /* backend_addr key */
 struct backend_addr_key {
@@ -126,11 +141,14 @@ struct backend_addr_key {
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct backend_addr_key) == 8, "backend_addr_key layout");
+_Static_assert(__builtin_offsetof(struct backend_addr_key, addr) == 0, "backend_addr_key.addr");
+_Static_assert(__builtin_offsetof(struct backend_addr_key, port) == 4, "backend_addr_key.port");
 /* backend_addr value: is_backend */
 struct backend_addr_value {
 	__u16 index; /* 16 bits */
 };
 _Static_assert(sizeof(struct backend_addr_value) == 2, "backend_addr_value layout");
+_Static_assert(__builtin_offsetof(struct backend_addr_value, index) == 0, "backend_addr_value.index");
 
 /* offload key */
 struct offload_key {
@@ -140,6 +158,10 @@ struct offload_key {
 	__be16 vip_port; /* 16 bits, network order */
 };
 _Static_assert(sizeof(struct offload_key) == 12, "offload_key layout");
+_Static_assert(__builtin_offsetof(struct offload_key, client_addr) == 0, "offload_key.client_addr");
+_Static_assert(__builtin_offsetof(struct offload_key, vip_addr) == 4, "offload_key.vip_addr");
+_Static_assert(__builtin_offsetof(struct offload_key, client_port) == 8, "offload_key.client_port");
+_Static_assert(__builtin_offsetof(struct offload_key, vip_port) == 10, "offload_key.vip_port");
 /* offload value: offloaded */
 struct offload_value {
 	__u16 backend; /* 16 bits */
@@ -147,6 +169,8 @@ struct offload_value {
 	__u8 _pad0[1];
 };
 _Static_assert(sizeof(struct offload_value) == 4, "offload_value layout");
+_Static_assert(__builtin_offsetof(struct offload_value, backend) == 0, "offload_value.backend");
+_Static_assert(__builtin_offsetof(struct offload_value, mode) == 2, "offload_value.mode");
 
 /* offload_rev key */
 struct offload_rev_key {
@@ -156,6 +180,10 @@ struct offload_rev_key {
 	__be16 backend_port; /* 16 bits, network order */
 };
 _Static_assert(sizeof(struct offload_rev_key) == 12, "offload_rev_key layout");
+_Static_assert(__builtin_offsetof(struct offload_rev_key, client_addr) == 0, "offload_rev_key.client_addr");
+_Static_assert(__builtin_offsetof(struct offload_rev_key, backend_addr) == 4, "offload_rev_key.backend_addr");
+_Static_assert(__builtin_offsetof(struct offload_rev_key, client_port) == 8, "offload_rev_key.client_port");
+_Static_assert(__builtin_offsetof(struct offload_rev_key, backend_port) == 10, "offload_rev_key.backend_port");
 /* offload_rev value: to_client */
 struct offload_rev_value {
 	__be32 vip_addr; /* 32 bits, network order */
@@ -163,6 +191,8 @@ struct offload_rev_value {
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct offload_rev_value) == 8, "offload_rev_value layout");
+_Static_assert(__builtin_offsetof(struct offload_rev_value, vip_addr) == 0, "offload_rev_value.vip_addr");
+_Static_assert(__builtin_offsetof(struct offload_rev_value, vip_port) == 4, "offload_rev_value.vip_port");
 
 /* route key */
 struct route_key {
@@ -170,6 +200,8 @@ struct route_key {
 	__be32 dst; /* 32 bits, lpm, network order */
 };
 _Static_assert(sizeof(struct route_key) == 8, "route_key layout");
+_Static_assert(__builtin_offsetof(struct route_key, prefixlen) == 0, "route_key.prefixlen");
+_Static_assert(__builtin_offsetof(struct route_key, dst) == 4, "route_key.dst");
 /* route value: forward */
 struct route_value {
 	__u16 port; /* 16 bits */
@@ -177,6 +209,9 @@ struct route_value {
 	__u8 dmac[6]; /* 48 bits */
 };
 _Static_assert(sizeof(struct route_value) == 14, "route_value layout");
+_Static_assert(__builtin_offsetof(struct route_value, port) == 0, "route_value.port");
+_Static_assert(__builtin_offsetof(struct route_value, smac) == 2, "route_value.smac");
+_Static_assert(__builtin_offsetof(struct route_value, dmac) == 8, "route_value.dmac");
 
 /* tx_port key: __u32 index, 0..63 */
 /* tx_port value: data */
@@ -184,6 +219,7 @@ struct tx_port_value {
 	__u32 ifindex; /* 32 bits */
 };
 _Static_assert(sizeof(struct tx_port_value) == 4, "tx_port_value layout");
+_Static_assert(__builtin_offsetof(struct tx_port_value, ifindex) == 0, "tx_port_value.ifindex");
 
 /* cookie_secret key: __u32 index, 0..1 */
 /* cookie_secret value: set_secret */
@@ -192,6 +228,8 @@ struct cookie_secret_value {
 	__u32 k1; /* 32 bits */
 };
 _Static_assert(sizeof(struct cookie_secret_value) == 8, "cookie_secret_value layout");
+_Static_assert(__builtin_offsetof(struct cookie_secret_value, k0) == 0, "cookie_secret_value.k0");
+_Static_assert(__builtin_offsetof(struct cookie_secret_value, k1) == 4, "cookie_secret_value.k1");
 
 /* cookie_clock key: __u32 index, 0..0 */
 /* cookie_clock value: set_clock */
@@ -201,6 +239,8 @@ struct cookie_clock_value {
 	__u64 base_ns; /* 64 bits */
 };
 _Static_assert(sizeof(struct cookie_clock_value) == 16, "cookie_clock_value layout");
+_Static_assert(__builtin_offsetof(struct cookie_clock_value, base_slot) == 0, "cookie_clock_value.base_slot");
+_Static_assert(__builtin_offsetof(struct cookie_clock_value, base_ns) == 8, "cookie_clock_value.base_ns");
 
 /* counters key: __u32 index, 0..25 */
 /* counters value: data */
@@ -209,6 +249,8 @@ struct counters_value {
 	__u64 bytes; /* 64 bits */
 };
 _Static_assert(sizeof(struct counters_value) == 16, "counters_value layout");
+_Static_assert(__builtin_offsetof(struct counters_value, packets) == 0, "counters_value.packets");
+_Static_assert(__builtin_offsetof(struct counters_value, bytes) == 8, "counters_value.bytes");
 
 #ifdef MIRESGA_BPF_MAPS
 /* map definitions (BPF side only) */
