@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-import sys
+import tomllib as _toml
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -23,11 +23,6 @@ from typing import Any, Literal
 from .api import Address, Backend, OffloadMode, parse_address
 from .errors import ConfigError
 from .tomlpos import KeyLines
-
-if sys.version_info >= (3, 11):
-    import tomllib as _toml
-else:  # pragma: no cover
-    import tomli as _toml
 
 if typing.TYPE_CHECKING:
     from .plugins import Registry
@@ -145,6 +140,8 @@ class ListenerConfig:
     default_pool: str = opt("", doc="pool for requests no route matches; empty: answer 404")
     max_head: int = opt(16384, check=_at_least(256), doc="largest request head, else 431")
     forwarded_for: bool = opt(True, doc="add X-Forwarded-For with the client address")
+    retries: int = opt(2, check=_at_least(0),
+                       doc="other backends tried when a connect fails (idempotent requests)")
     timeouts: TimeoutsConfig = opt(TimeoutsConfig(), doc="timeouts in seconds")
 
 
@@ -339,8 +336,8 @@ def _pools(raw: Any, ctx: _Ctx, registry: Registry) -> dict[str, PoolConfig]:
         seen: dict[Address, int] = {}
         for i, backend in enumerate(values["backends"]):
             if backend.address in seen:
-                raise ctx.error((*path, "backends", i),
-                                f"duplicate backend {backend.address} (also backends[{seen[backend.address]}])")
+                raise ctx.error((*path, "backends", i), f"duplicate backend {backend.address} "
+                                f"(also backends[{seen[backend.address]}])")
             seen[backend.address] = i
         pools[name] = PoolConfig(name=name, **values)
     return pools

@@ -91,14 +91,15 @@ class PluginInfo:
 
 
 def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    """Name, distribution, version and implemented hooks of every registered plugin."""
+    dists = {ep.name: ep.dist for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     out = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        dist = dists.get(id(plugin))
+        dist = dists.get(name)
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
-        out.append(PluginInfo(name=name, distribution=dist.project_name if dist else "miresga (core)",
+        out.append(PluginInfo(name=name, distribution=dist.name if dist else "miresga (core)",
                               version=dist.version if dist else _core_version(), hooks=hooks))
     return out
 

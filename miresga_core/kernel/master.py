@@ -1,0 +1,173 @@
+"""The master process of the ``kernel`` data plane.
+
+It checks that every listener address can be bound (a clear error beats N dying workers),
+forks the workers, restarts a worker that dies, serves the admin API (``/status`` JSON and
+``/metrics`` for Prometheus) and relays health verdicts to the workers over their control
+sockets. SIGTERM/SIGINT are passed to the workers, which drain; the master waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..errors import MiresgaError
+from ..plugins import Registry
+from ..routing import PoolState
+from .worker import serve_worker
+
+__all__ = ["Master", "check_bindable"]
+
+log = logging.getLogger("miresga.kernel")
+
+
+def check_bindable(config: Config) -> None:
+    """Bind each listener address once (SO_REUSEPORT, no listen) to report conflicts early."""
+    for i, listener in enumerate(config.listeners):
+        family = socket.AF_INET6 if listener.listen.family_v6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind((listener.listen.host, listener.listen.port))
+            except OSError as exc:
+                raise MiresgaError(f"{config.file}: listeners[{i}] ({listener.name}): cannot "
+                                   f"bind {listener.listen}: {exc.strerror}") from None
+
+
+@dataclass
+class WorkerHandle:
+    index: int
+    process: Any
+    control: socket.socket
+    started: float = field(default_factory=time.monotonic)
+
+
+def _worker_entry(config: Config, registry: Registry, control: socket.socket, index: int,
+                  use_uvloop: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when workers stop
+    serve_worker(config, registry, control, index, use_uvloop)
+
+
+class Master:
+    def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool):
+        self.config = config
+        self.registry = registry
+        self.count = workers or os.cpu_count() or 1
+        self.use_uvloop = use_uvloop
+        self.workers: dict[int, WorkerHandle] = {}
+        self.stopping = False
+        self.ctx = multiprocessing.get_context("fork")
+        self.pools = {name: PoolState(pool, registry.policies[pool.policy])
+                      for name, pool in config.pools.items()}
+
+    # ----------------------------------------------------------------- workers
+
+    def spawn(self, index: int) -> None:
+        parent, child = socket.socketpair()
+        proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
+                                args=(self.config, self.registry, child, index, self.use_uvloop),
+                                daemon=False)
+        proc.start()
+        child.close()
+        self.workers[index] = WorkerHandle(index, proc, parent)
+        log.info("worker %d started (pid %d)", index, proc.pid)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message).encode() + b"\n"
+        for handle in self.workers.values():
+            with contextlib.suppress(OSError):
+                handle.control.sendall(line)
+
+    def set_health(self, pool: str, index: int, up: bool) -> None:
+        """Active health verdict: record it and push it to every worker."""
+        if self.pools[pool].set_up(index, up, time.monotonic()):
+            backend = self.pools[pool].backends[index]
+            log.warning("pool %s: backend %s is %s", pool, backend.label, "UP" if up else "DOWN")
+            self.broadcast({"op": "health", "pool": pool, "index": index, "up": up})
+
+    async def worker_stats(self) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        out = []
+        for handle in list(self.workers.values()):
+            try:
+                handle.control.sendall(b'{"op": "stats"}\n')
+                handle.control.settimeout(2.0)
+                data = await loop.run_in_executor(None, _read_line, handle.control)
+                out.append(json.loads(data))
+            except (OSError, ValueError) as exc:
+                out.append({"worker": handle.index, "error": str(exc)})
+        return out
+
+    async def supervise(self) -> None:
+        """Restart workers that died on their own (not while stopping)."""
+        while not self.stopping:
+            await asyncio.sleep(0.5)
+            for index, handle in list(self.workers.items()):
+                if not handle.process.is_alive() and not self.stopping:
+                    log.error("worker %d (pid %s) exited with %s: restarting", index,
+                              handle.process.pid, handle.process.exitcode)
+                    handle.control.close()
+                    self.spawn(index)
+
+    def stop_workers(self, deadline: float) -> None:
+        self.stopping = True
+        for handle in self.workers.values():
+            if handle.process.is_alive() and handle.process.pid:
+                os.kill(handle.process.pid, signal.SIGTERM)
+        for handle in self.workers.values():
+            handle.process.join(max(0.1, deadline - time.monotonic()))
+            if handle.process.is_alive():
+                handle.process.kill()
+                handle.process.join(1)
+            handle.control.close()
+
+    # ----------------------------------------------------------------- run
+
+    async def main(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        for index in range(self.count):
+            self.spawn(index)
+        tasks = [asyncio.create_task(self.supervise())]
+        admin = None
+        if self.config.admin.listen is not None:
+            from .admin import start_admin
+
+            admin = await start_admin(self)
+        from ..health import HealthChecker
+
+        checker = HealthChecker(self.config, self.registry, self.set_health)
+        tasks += checker.start()
+        log.info("serving %s with %d workers",
+                 ", ".join(f"{lst.name}@{lst.listen}" for lst in self.config.listeners),
+                 self.count)
+        await stop.wait()
+        log.info("stopping: draining in-flight requests")
+        for task in tasks:
+            task.cancel()
+        if admin is not None:
+            admin.close()
+        drain = max(lst.timeouts.drain for lst in self.config.listeners)
+        await loop.run_in_executor(None, self.stop_workers, time.monotonic() + drain + 2)
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data

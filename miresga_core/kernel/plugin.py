@@ -1,0 +1,49 @@
+"""Registers the ``kernel`` data plane through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from .. import hookimpl
+from ..config import Config, opt
+from ..plugins import Registry
+from .master import Master, check_bindable
+from .worker import serve_worker
+
+log = logging.getLogger("miresga.kernel")
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    workers: int = opt(0, check=lambda v: None if v >= 0 else "must be >= 0",
+                       doc="worker processes; 0 = one per CPU core")
+    uvloop: bool = opt(True, doc="use uvloop when it is installed")
+
+
+class KernelDataPlane:
+    name = "kernel"
+    options = KernelOptions
+
+    def run(self, config: Config, pm: pluggy.PluginManager, registry: Registry) -> int:
+        opts: KernelOptions = config.dataplane.options or KernelOptions()
+        check_bindable(config)
+        master = Master(config, registry, opts.workers, opts.uvloop)
+        if master.count == 1 and config.admin.listen is None and not _has_health(config):
+            serve_worker(config, registry, None, 0, opts.uvloop)  # no master needed
+        else:
+            asyncio.run(master.main())
+        return 0
+
+
+def _has_health(config: Config) -> bool:
+    return any(pool.health.kind != "none" for pool in config.pools.values())
+
+
+@hookimpl
+def miresga_add_dataplanes() -> list[type[Any]]:
+    return [KernelDataPlane]

@@ -1,0 +1,149 @@
+"""One worker process of the ``kernel`` data plane: an event loop serving every listener.
+
+Each worker binds its own SO_REUSEPORT socket per listener, so the kernel spreads new
+connections over workers with no shared accept lock. A worker owns its pool states (health
+is pushed by the master over the control socket), its backend connection pool and its
+counters. SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close idle
+connections, exit after the drain deadline at the latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from ..api import Address
+from ..config import Config, ListenerConfig
+from ..plugins import Registry
+from ..routing import PoolState, Router
+from ..session import SessionContext, Stats
+from .shell import ClientConnection, ConnectionPool
+
+__all__ = ["Runtime", "listen_socket", "serve_worker"]
+
+log = logging.getLogger("miresga.kernel")
+
+
+def listen_socket(address: Address, backlog: int = 4096) -> socket.socket:
+    family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((address.host, address.port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class Runtime:
+    """Everything a worker routes with: pool states and one router per listener."""
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        self.pools = {name: PoolState(pool, registry.policies[pool.policy])
+                      for name, pool in config.pools.items()}
+        self.routers = {listener.name: Router(listener, self.pools)
+                        for listener in config.listeners}
+        self.stats: dict[str, Stats] = {listener.name: Stats() for listener in config.listeners}
+
+    def session_factory(self, listener: ListenerConfig) -> Any:
+        parser = self.registry.parsers[listener.protocol](max_head=listener.max_head)
+        router = self.routers[listener.name]
+        stats = self.stats[listener.name]
+        retries = listener.retries
+
+        def new_session(client: Address | None) -> Any:
+            return parser.new_session(SessionContext(listener, router, client,
+                                                     parser.parse_head, stats, retries))
+
+        return new_session
+
+
+async def _serve(config: Config, registry: Registry, control: socket.socket | None,
+                 worker_id: int) -> None:
+    loop = asyncio.get_running_loop()
+    runtime = Runtime(config, registry)
+    pool = ConnectionPool()
+    clients: set[ClientConnection] = set()
+    servers = []
+    for listener in config.listeners:
+        factory = runtime.session_factory(listener)
+        sock = listen_socket(listener.listen)
+        server = await loop.create_server(
+            lambda f=factory: ClientConnection(f, pool, clients), sock=sock)
+        servers.append(server)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if control is not None:
+        _control_reader(loop, control, runtime, stop, worker_id)
+    await stop.wait()
+    for server in servers:
+        server.close()
+    for client in list(clients):
+        client.drain()
+    deadline = time.monotonic() + min(listener.timeouts.drain for listener in config.listeners)
+    while clients and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for client in list(clients):
+        if client.transport is not None:
+            client.transport.abort()
+    pool.close_all()
+
+
+def _control_reader(loop: asyncio.AbstractEventLoop, control: socket.socket, runtime: Runtime,
+                    stop: asyncio.Event, worker_id: int) -> None:
+    """Line-delimited JSON from the master: health verdicts, stats requests, stop."""
+    control.setblocking(False)
+    buf = bytearray()
+
+    def readable() -> None:
+        try:
+            data = control.recv(65536)
+        except BlockingIOError:
+            return
+        if not data:  # the master is gone: stop serving
+            loop.remove_reader(control.fileno())
+            stop.set()
+            return
+        buf.extend(data)
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            _control_message(json.loads(line), control, runtime, worker_id)
+
+    loop.add_reader(control.fileno(), readable)
+
+
+def _control_message(msg: dict[str, Any], control: socket.socket, runtime: Runtime,
+                     worker_id: int) -> None:
+    op = msg.get("op")
+    if op == "health":
+        runtime.pools[msg["pool"]].set_up(msg["index"], msg["up"], time.monotonic())
+    elif op == "stats":
+        stats = {name: dataclasses.asdict(s) for name, s in runtime.stats.items()}
+        reply = {"worker": worker_id, "pid": os.getpid(), "stats": stats}
+        control.setblocking(True)
+        control.sendall(json.dumps(reply).encode() + b"\n")
+        control.setblocking(False)
+
+
+def serve_worker(config: Config, registry: Registry, control: socket.socket | None,
+                 worker_id: int, use_uvloop: bool = True) -> None:
+    """Entry point of a worker process (or of the only process, with workers = 1)."""
+    if use_uvloop:
+        try:
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            log.info("uvloop not installed: using the default asyncio loop")
+    asyncio.run(_serve(config, registry, control, worker_id))

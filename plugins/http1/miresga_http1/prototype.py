@@ -1,0 +1,93 @@
+"""The HTTP/1.1 prototype parser: request head bytes -> RequestHead | NeedMore | Reject.
+
+h11 is the judge of what is a valid request (it implements RFC 9112's grammar); this module
+only finds where the head ends, hands exactly those bytes to a fresh h11 connection and
+turns its Request event into the core's ``RequestHead``. It is the oracle the compiled
+bytecode form is tested against, so it must be total: every input gives one of the three
+results, never an exception.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from miresga_core import BodyFraming, NeedMore, Reject, RequestHead
+
+from .framing import find_head_end
+
+__all__ = ["parse_head"]
+
+
+def parse_head(data: bytes, max_head: int = 16384) -> RequestHead | NeedMore | Reject:
+    """Parse the request head at the start of ``data`` (bytes after it are ignored)."""
+    end = find_head_end(data)
+    if end < 0:
+        if len(data) > max_head:
+            return Reject(431, f"request head larger than {max_head} bytes")
+        return NeedMore("head incomplete")
+    if end > max_head:
+        return Reject(431, f"request head of {end} bytes exceeds {max_head}")
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head + 1)
+    conn.receive_data(bytes(data[:end]))
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        return Reject(exc.error_status_hint, f"malformed request: {exc}")
+    if not isinstance(event, h11.Request):
+        return Reject(400, "malformed request: no request line")
+    return _to_head(event, end)
+
+
+def _to_head(event: h11.Request, head_length: int) -> RequestHead | Reject:
+    method = event.method.decode("ascii")
+    if method == "CONNECT":
+        return Reject(405, "CONNECT is not proxied")
+    target = event.target.decode("latin-1")
+    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+    get = {}
+    conn_tokens: set[str] = set()
+    te = ""
+    for key, value in headers:
+        get.setdefault(key, value)
+        if key == "connection":
+            conn_tokens.update(t.strip().lower() for t in value.split(","))
+        elif key == "transfer-encoding":
+            te = value.lower()
+    path, _, query = _split_target(target)
+    version = event.http_version.decode("ascii")
+    keep_alive = ("close" not in conn_tokens) if version == "1.1" else ("keep-alive" in conn_tokens)
+    if te:
+        framing, length = BodyFraming.CHUNKED, 0  # h11 refuses any other coding
+    elif "content-length" in get:
+        length = int(get["content-length"])
+        framing = BodyFraming.LENGTH if length else BodyFraming.NONE
+    else:
+        framing, length = BodyFraming.NONE, 0
+    upgrade = get.get("upgrade", "") if "upgrade" in conn_tokens else ""
+    return RequestHead(
+        method=method, target=target, path=path, query=query,
+        host=_host(get.get("host", ""), target), headers=headers, version=version,
+        head_length=head_length, framing=framing, content_length=length,
+        keep_alive=keep_alive, upgrade=upgrade,
+        expect_continue=get.get("expect", "").lower() == "100-continue",
+    )
+
+
+def _split_target(target: str) -> tuple[str, str, str]:
+    """Path and query of origin-form or absolute-form targets."""
+    if "://" in target:  # absolute-form: the path starts after the authority
+        after = target.split("://", 1)[1]
+        slash = after.find("/")
+        target = after[slash:] if slash >= 0 else "/"
+    path, sep, query = target.partition("?")
+    return path, sep, query
+
+
+def _host(header: str, target: str) -> str:
+    """Host without port, lower-cased; from absolute-form targets first (RFC 9112 3.2.2)."""
+    if "://" in target:
+        header = target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.split(":", 1)[0]
