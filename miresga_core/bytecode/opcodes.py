@@ -171,6 +171,7 @@ OPCODES: tuple[Op, ...] = (
     _op("jseqi", a=S, imm=K, j=FWD, doc="if sa == const imm ignoring ASCII case: pc = j"),
     _op("jspre", a=S, imm=K, j=FWD, doc="if sa starts with const imm: pc = j"),
     _op("jsprei", a=S, imm=K, j=FWD, doc="if sa starts with const imm ignoring ASCII case: pc = j"),
+    _op("jsseq", a=S, b=S, j=FWD, doc="if sa == sb (same bytes): pc = j"),
     _op("parseu", a=R, b=S, j=FWD,
         doc="ra = decimal value of sb; pc = j if sb is empty, has a non-digit or exceeds int64"),
     _op("hash", a=R, b=S, doc="ra = FNV-1a 32-bit hash of sb"),

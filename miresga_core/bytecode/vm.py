@@ -299,6 +299,10 @@ def _jsprei(vm, m, i, pc):
     return i[5] if m.sl(i[1])[:len(k)].translate(_LOWER) == k else pc + 1
 
 
+@_h("jsseq")
+def _jsseq(vm, m, i, pc): return i[5] if m.sl(i[1]) == m.sl(i[2]) else pc + 1
+
+
 @_h("parseu")
 def _parseu(vm, m, i, pc):
     data = m.sl(i[2])

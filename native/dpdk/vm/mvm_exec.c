@@ -204,6 +204,11 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 					  memcmp(buf + sa->off, k->p, k->len) == 0;
 			JUMP_IF(ok);
 		}
+		case MVM_OP_JSSEQ: {
+			const struct sl *sa = &s[in->a];
+			JUMP_IF(sa->len == sb->len &&
+				(sa->len == 0 || memcmp(buf + sa->off, buf + sb->off, (size_t)sa->len) == 0));
+		}
 		case MVM_OP_PARSEU: {
 			const uint8_t *q = buf + sb->off;
 			int64_t v = 0;

@@ -79,14 +79,15 @@ enum mvm_op {
 	MVM_OP_JSEQI = 35,    /* if sa == const imm ignoring ASCII case: pc = j */
 	MVM_OP_JSPRE = 36,    /* if sa starts with const imm: pc = j */
 	MVM_OP_JSPREI = 37,    /* if sa starts with const imm ignoring ASCII case: pc = j */
-	MVM_OP_PARSEU = 38,    /* ra = decimal value of sb; pc = j if sb is empty, has a non-digit or exceeds int64 */
-	MVM_OP_HASH = 39,    /* ra = FNV-1a 32-bit hash of sb */
-	MVM_OP_HASHI = 40,    /* ra = FNV-1a 32-bit hash of sb with ASCII lower-cased */
-	MVM_OP_TLOOK = 41,    /* ra = table imm [rb mod len] (rb as unsigned 64-bit) */
-	MVM_OP_TLEN = 42,    /* ra = len(table imm) */
-	MVM_OP_SETF = 43,    /* result field a = rb */
-	MVM_OP_CALL = 44,    /* call native helper imm (args and results: see HELPERS) */
-	MVM_OP__COUNT = 45
+	MVM_OP_JSSEQ = 38,    /* if sa == sb (same bytes): pc = j */
+	MVM_OP_PARSEU = 39,    /* ra = decimal value of sb; pc = j if sb is empty, has a non-digit or exceeds int64 */
+	MVM_OP_HASH = 40,    /* ra = FNV-1a 32-bit hash of sb */
+	MVM_OP_HASHI = 41,    /* ra = FNV-1a 32-bit hash of sb with ASCII lower-cased */
+	MVM_OP_TLOOK = 42,    /* ra = table imm [rb mod len] (rb as unsigned 64-bit) */
+	MVM_OP_TLEN = 43,    /* ra = len(table imm) */
+	MVM_OP_SETF = 44,    /* result field a = rb */
+	MVM_OP_CALL = 45,    /* call native helper imm (args and results: see HELPERS) */
+	MVM_OP__COUNT = 46
 };
 
 /* result fields (setf) */
@@ -164,6 +165,7 @@ static const struct mvm_opinfo mvm_ops[MVM_OP__COUNT] = {
 	[MVM_OP_JSEQI] = {"jseqi", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CONST, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 	[MVM_OP_JSPRE] = {"jspre", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CONST, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 	[MVM_OP_JSPREI] = {"jsprei", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CONST, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
+	[MVM_OP_JSSEQ] = {"jsseq", {{MVM_K_SREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 	[MVM_OP_PARSEU] = {"parseu", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 	[MVM_OP_HASH] = {"hash", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_HASHI] = {"hashi", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
