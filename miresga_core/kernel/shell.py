@@ -151,7 +151,14 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.legs: dict[int, BackendConnection] = {}
         self.connecting: dict[int, asyncio.Task[Any]] = {}
-        self.timers: dict[str, asyncio.TimerHandle] = {}
+        # lazy timers: name -> deadline, one loop handle for the earliest (re-arming a timer
+        # on every request would otherwise create and cancel several handles per request)
+        self.deadlines: dict[str, float] = {}
+        self.timer_handle: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        # writes of one run() are joined into one send per side
+        self.client_out: list[bytes] = []
+        self.backend_out: dict[int, list[bytes]] = {}  # per leg
         self.queue: deque[Action] = deque()
         self.running = False
         self.closed = False
@@ -181,9 +188,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.registry.discard(self)
-        for handle in self.timers.values():
-            handle.cancel()
-        self.timers.clear()
+        self.deadlines.clear()
+        if self.timer_handle is not None:
+            self.timer_handle.cancel()
         self._drop_backend()
 
     @property
@@ -239,17 +246,30 @@ class ClientConnection(asyncio.Protocol):
                 _HANDLERS[type(action)](self, action)
         finally:
             self.running = False
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.backend_out:
+            for leg, chunks in self.backend_out.items():
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                conn = self.legs.get(leg)
+                if conn is not None and conn.transport is not None:
+                    conn.transport.write(data)
+            self.backend_out.clear()
+        if self.client_out:
+            data = self.client_out[0] if len(self.client_out) == 1 else b"".join(self.client_out)
+            self.client_out.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.write(data)
 
     def _send_client(self, action: SendClient) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(action.data)
+        self.client_out.append(action.data)
 
     def _send_backend(self, action: SendBackend) -> None:
-        conn = self.legs.get(action.leg)
-        if conn is not None and conn.transport is not None:
-            conn.transport.write(action.data)
+        self.backend_out.setdefault(action.leg, []).append(action.data)
 
     def _connect(self, action: Connect) -> None:
+        self._flush()
         self._release(Release(reuse=False, leg=action.leg))
         conn = self.pool.take(action.backend.address) if action.reuse else None
         if conn is not None:
@@ -290,6 +310,7 @@ class ClientConnection(asyncio.Protocol):
             self.backend_eof(conn)
 
     def _release(self, action: Release) -> None:
+        self._flush()
         task = self.connecting.pop(action.leg, None)
         if task is not None:
             task.cancel()
@@ -307,12 +328,14 @@ class ClientConnection(asyncio.Protocol):
             self._release(Release(reuse=False, leg=leg))
 
     def _close_client(self, action: CloseClient) -> None:
+        self._flush()
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
         self._drop_backend()
 
     def _half_close(self, action: HalfClose) -> None:
+        self._flush()
         if action.to_backend:
             conn = self.legs.get(action.leg)
             target = conn.transport if conn is not None else None
@@ -322,17 +345,33 @@ class ClientConnection(asyncio.Protocol):
             target.write_eof()
 
     def _timer(self, action: Timer) -> None:
-        old = self.timers.pop(action.name, None)
-        if old is not None:
-            old.cancel()
-        if action.seconds > 0 and not self.closed:
-            self.timers[action.name] = self.loop.call_later(action.seconds, self._fire,
-                                                            action.name)
+        if action.seconds <= 0:
+            self.deadlines.pop(action.name, None)
+            return
+        if self.closed:
+            return
+        at = self.loop.time() + action.seconds
+        self.deadlines[action.name] = at
+        if self.timer_handle is None or at < self.timer_at:
+            self._schedule(at)
 
-    def _fire(self, name: str) -> None:
-        self.timers.pop(name, None)
-        if not self.closed:
+    def _schedule(self, at: float) -> None:
+        if self.timer_handle is not None:
+            self.timer_handle.cancel()
+        self.timer_at = at
+        self.timer_handle = self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self.timer_handle = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        due = [name for name, at in self.deadlines.items() if at <= now]
+        for name in due:
+            del self.deadlines[name]
             self.run(self.session.on_timer(name, time.monotonic()))
+        if self.deadlines and self.timer_handle is None and not self.closed:
+            self._schedule(min(self.deadlines.values()))
 
     def _pause(self, action: Pause) -> None:
         self.reading_paused = True

@@ -13,6 +13,8 @@ from concurrent import futures
 import grpc
 import pytest
 
+pytestmark = pytest.mark.slow
+
 LB = 21200
 BIG = 4 * 1024 * 1024
 OPTS = [("grpc.max_send_message_length", 16 << 20), ("grpc.max_receive_message_length", 16 << 20)]

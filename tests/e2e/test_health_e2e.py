@@ -16,9 +16,13 @@ import io
 import time
 from contextlib import redirect_stdout
 
+import pytest
+
 from miresga_core import cli_status
 from miresga_core.api import Address
 from miresga_core.demo import body_bytes
+
+pytestmark = pytest.mark.slow
 
 LB, ADMIN = 21300, 21390
 

@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 LB = 21080
 CONFIG = f"""
 [dataplane.kernel]
