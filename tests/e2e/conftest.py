@@ -91,6 +91,9 @@ class Procs:
         return self.start([sys.executable, "-m", "miresga_core.cli", "backend", "--port",
                            str(port), "--name", name], port, f"{name}.log")
 
+    def wait(self, port: int) -> None:
+        wait_port(port)
+
     def log(self, name: str) -> str:
         with contextlib.suppress(OSError):
             return (self.tmp / f"{name}.log").read_text(errors="replace")

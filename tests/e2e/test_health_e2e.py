@@ -117,7 +117,7 @@ health = {{ kind = "http", path = "/healthz", interval = 0.2, timeout = 0.5, ris
 def test_backend_killed_under_load_and_restarted(procs) -> None:
     backends = [procs.http1_backend(21310 + i, f"h{i}") for i in range(3)]
     procs.lb(_health_config(), LB + 1)
-    wait_admin()
+    procs.wait(ADMIN)
     client = Client(LB + 1)
     for _ in range(150):
         assert client.get("/warm") is not None
@@ -154,17 +154,11 @@ def test_backend_killed_under_load_and_restarted(procs) -> None:
     assert seen == {"h0", "h1", "h2"}
 
 
-def wait_admin() -> None:
-    from conftest import wait_port
-
-    wait_port(ADMIN)
-
-
 def test_down_by_health_keeps_live_connection_then_recovers(procs) -> None:
     for i in range(3):
         procs.http1_backend(21310 + i, f"h{i}")
     procs.lb(_health_config(), LB + 1)
-    wait_admin()
+    procs.wait(ADMIN)
     # a large download in flight from one backend
     size = 30_000_000
     download = http.client.HTTPConnection("127.0.0.1", LB + 1, timeout=20)
