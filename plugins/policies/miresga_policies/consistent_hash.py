@@ -9,7 +9,8 @@ table is full. A request's key hash mod M indexes the table. Properties:
 * balance: with equal weights every backend owns floor(M/N) or ceil(M/N) slots;
 * minimal disruption: removing one of N backends moves its own keys plus a small extra
   fraction (measured in tests/bench: about 1/N in total);
-* lookups are one table read, which is also the compiled form (the table the VM reads).
+* lookups are one table read: slot = FNV-1a-32(key) mod M, the VM's ``hash`` and ``tlook``
+  ops, so the table (``index_table()``) is the data of the compiled form.
 
 The key is the client address (IP, not port), a header, a cookie or the path; when the
 chosen field is missing the client address is used, so such requests still spread.
@@ -25,7 +26,7 @@ from typing import Any
 from miresga_core import Address, Backend, Policy, RequestHead
 from miresga_core.config import opt
 
-from .keyhash import key_hash
+from .keyhash import key_hash, perm_hash
 
 __all__ = ["ConsistentHash", "MaglevOptions", "is_prime", "maglev_table", "request_key"]
 
@@ -76,8 +77,8 @@ def maglev_table(names: Sequence[str], weights: Sequence[int], size: int) -> lis
     g = math.gcd(*(weights[i] for i in live))
     # turns in name order: the table depends on the set of backends, not on their positions
     turns = [(i, weights[i] // g) for i in sorted(live, key=lambda i: names[i])]
-    offset = {i: key_hash(names[i].encode(), SEED_OFFSET) % size for i in live}
-    skip = {i: key_hash(names[i].encode(), SEED_SKIP) % (size - 1) + 1 for i in live}
+    offset = {i: perm_hash(names[i].encode(), SEED_OFFSET) % size for i in live}
+    skip = {i: perm_hash(names[i].encode(), SEED_SKIP) % (size - 1) + 1 for i in live}
     nxt = dict.fromkeys(live, 0)
     table = [-1] * size
     filled = 0

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 from miresga_policies.consistent_hash import ConsistentHash, MaglevOptions
-from miresga_policies.keyhash import FNV_OFFSET, FNV_PRIME
+from miresga_policies.keyhash import FNV32_OFFSET, FNV32_PRIME
 
 from miresga_core import Address, Backend
 
@@ -25,16 +25,11 @@ def keys(n: int) -> np.ndarray:
 
 
 def key_hashes(data: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        h = np.full(data.shape[0], FNV_OFFSET, dtype=np.uint64)
-        prime = np.uint64(FNV_PRIME)
-        for col in range(data.shape[1]):
-            h = (h ^ data[:, col].astype(np.uint64)) * prime
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
+    """FNV-1a 32-bit of each row (``keyhash.key_hash``), vectorised over the keys."""
+    h = np.full(data.shape[0], FNV32_OFFSET, dtype=np.uint64)
+    prime, mask = np.uint64(FNV32_PRIME), np.uint64(0xFFFFFFFF)
+    for col in range(data.shape[1]):
+        h = ((h ^ data[:, col].astype(np.uint64)) * prime) & mask
     return h
 
 
