@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,10 +29,15 @@ HERE = Path(__file__).resolve().parent
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
     for project in (ROOT, ROOT / "plugins" / "grpc"):
+        before = {p.name for p in project.iterdir()}
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                         "--no-build-isolation", "--disable-pip-version-check", "--target",
                         str(target), str(project)], check=True, timeout=180,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for leftover in project.iterdir():  # the in-tree build's by-products
+            if leftover.name not in before and (leftover.name == "build"
+                                                or leftover.name.endswith(".egg-info")):
+                shutil.rmtree(leftover)
     return target
 
 

@@ -122,3 +122,14 @@ def test_unrouted_service_and_wrong_content_type(grpc_setup) -> None:
                           "%{http_code}", f"http://127.0.0.1:{LB}/test.Alpha/Unary"],
                          capture_output=True, text=True, timeout=20)
     assert out.stdout == "415"
+
+
+def test_plugin_found_by_entry_point(procs) -> None:
+    """The pip-installed miresga-plugin-grpc is found through the ``miresga`` group."""
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "miresga_core.cli", "plugins"],
+                         capture_output=True, text=True, env=procs.env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "grpc  (miresga-plugin-grpc 0.1.0)" in out.stdout, out.stdout
+    assert "parsers: grpc, http1, http2" in out.stdout, out.stdout
