@@ -78,6 +78,19 @@ def test_curl_large_bodies_both_ways(h2_setup, tmp_path) -> None:
     assert out.stdout == expected[:2_500_000]
 
 
+@needs_curl
+def test_curl_h2c_upgrade_and_refusals(h2_setup) -> None:
+    out = subprocess.run(["curl", "-s", "--http2", "--max-time", "10", "-D", "-",
+                          f"http://127.0.0.1:{LB}/api/up"], capture_output=True, text=True,
+                         timeout=20)
+    assert out.stdout.startswith("HTTP/1.1 101 Switching Protocols"), out.stdout
+    assert "HTTP/2 200" in out.stdout and out.stdout.endswith("backend=b-api-1 path=/api/up\n")
+    plain = subprocess.run(["curl", "-s", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}",
+                            f"http://127.0.0.1:{LB}/x"], capture_output=True, text=True,
+                           timeout=20)
+    assert plain.stdout == "505"  # HTTP/1.1 without an upgrade: told what to do
+
+
 @needs_h2load
 @pytest.mark.parametrize("path", ["/api/load", "/web/load"])
 def test_h2load_multiplexed_streams(h2_setup, path: str) -> None:

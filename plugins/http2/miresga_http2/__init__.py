@@ -16,7 +16,8 @@ from miresga_core.routing import route_scope
 from miresga_core.session import SessionContext
 
 from . import prototype
-from .session import Http2Session, PinnedSession
+from .pinned import PinnedSession
+from .session import Http2Session
 
 __all__ = ["Http2Parser"]
 

@@ -1,18 +1,12 @@
-"""HTTP/2 proxy sessions for the ``kernel`` data plane.
+"""The terminating HTTP/2 session of the ``kernel`` data plane (route scope "request").
 
-Theory of operation. Two sessions, chosen per listener by its route scope (see
-``route_scope`` in miresga_core/routing.py):
-
-* ``PinnedSession`` ("connection" scope: every stream of a connection goes to the same
-  place). The prototype parser reads the preface and the first request's header block, the
-  router picks a backend once, the buffered bytes are sent to it and the connection becomes
-  a raw tunnel (``Tunnel``: the shell may splice it). The backend must speak HTTP/2 with
-  prior knowledge.
-* ``Http2Session`` ("request" scope). HTTP/2 is terminated on both sides with ``h2``: each
-  client stream is routed on its own and opened as a stream on a backend *leg*, one HTTP/2
-  connection per backend that this client's streams use (``multiplexed`` session, legs of
-  miresga_core/session.py). A gRPC channel's calls thus fan out to the right backends while
-  the channel keeps its single connection.
+Theory of operation. HTTP/2 is terminated on both sides with ``h2``: each client stream is
+routed on its own and opened as a stream on a backend *leg*, one HTTP/2 connection per
+backend that this client's streams use (a ``multiplexed`` session: legs of
+miresga_core/session.py). A gRPC channel's calls thus fan out to the right backends while
+the channel keeps its single connection. Clients come with prior knowledge (the preface) or
+ask with ``Upgrade: h2c`` (upgrade.py); the first bytes decide. When a listener's routes
+can only differ per connection, pinned.py's tunnel is used instead.
 
 Flow control is end to end: bytes received on one side are acknowledged (WINDOW_UPDATE) only
 once they were handed to the other side, so a slow reader stalls its writer instead of
@@ -21,9 +15,10 @@ filling memory; at most ``WINDOW`` bytes per stream are buffered here.
 Failures: a leg that cannot connect is passively marked failed and its waiting streams
 are routed again elsewhere (nothing was sent yet, so any request may move). A leg that dies
 with streams in flight: unanswered idempotent requests without a body are routed again,
-the others are reset (REFUSED_STREAM when the backend's GOAWAY says it never saw them,
-else INTERNAL_ERROR). No route: 404, no backend up: 503, malformed request: 400 on that
-stream (h2 itself answers protocol errors with GOAWAY).
+the others are reset (REFUSED_STREAM when the backend never saw them, else INTERNAL_ERROR).
+A backend's GOAWAY moves only the streams above its last stream id. No route: 404, no
+backend up: 503, malformed request: 400 on that stream (h2 itself answers protocol errors
+with GOAWAY).
 """
 
 from __future__ import annotations
@@ -43,17 +38,18 @@ from miresga_core.session import (
     Action,
     CloseClient,
     Connect,
-    HalfClose,
     Log,
     Release,
     SendBackend,
     SendClient,
     SessionContext,
     Timer,
-    Tunnel,
 )
 
-__all__ = ["WINDOW", "Http2Session", "PinnedSession", "goaway_bytes"]
+from .prototype import PREFACE
+from .upgrade import SWITCHING, parse_upgrade
+
+__all__ = ["WINDOW", "Http2Session", "goaway_bytes", "local_response"]
 
 WINDOW = 1 << 20  # per-stream receive window we advertise on both sides
 _CONN_WINDOW = 16 << 20
@@ -62,16 +58,24 @@ _SETTINGS = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
 _STREAM_ERRORS = (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError)
 
 
-def _connection(client_side: bool) -> h2.connection.H2Connection:
+def _connection(client_side: bool, start: bool = True) -> h2.connection.H2Connection:
     conn = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=client_side, header_encoding=None, validate_inbound_headers=True))
     values = dict(_SETTINGS)
     if client_side:
         values[h2.settings.SettingCodes.ENABLE_PUSH] = 0
     conn.local_settings = h2.settings.Settings(client=client_side, initial_values=values)
-    conn.initiate_connection()
-    conn.increment_flow_control_window(_CONN_WINDOW - 65535)
+    if start:
+        _start(conn)
     return conn
+
+
+def _start(conn: h2.connection.H2Connection, upgrade_settings: bytes | None = None) -> None:
+    if upgrade_settings is None:
+        conn.initiate_connection()
+    else:
+        conn.initiate_upgrade_connection(upgrade_settings)
+    conn.increment_flow_control_window(_CONN_WINDOW - 65535)
 
 
 def goaway_bytes(reason: str, code: int = h2.errors.ErrorCodes.PROTOCOL_ERROR) -> bytes:
@@ -82,121 +86,16 @@ def goaway_bytes(reason: str, code: int = h2.errors.ErrorCodes.PROTOCOL_ERROR) -
     return conn.data_to_send()
 
 
+def local_response(status: int, reason: str, close: bool = True) -> bytes:
+    """An HTTP/1.1 answer, for a client that did not speak HTTP/2 at all."""
+    body = f"{status}: {reason}\n".encode()
+    return (f"HTTP/1.1 {status} Error\r\ncontent-type: text/plain\r\ncontent-length: "
+            f"{len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
 def local_headers(status: int, body: bytes) -> list[tuple[bytes, bytes]]:
     return [(b":status", str(status).encode()), (b"content-type", b"text/plain"),
             (b"content-length", str(len(body)).encode()), (b"x-miresga", b"local")]
-
-
-# --------------------------------------------------------------------------- pinned
-
-
-class PinnedSession:
-    """Route once on the first request, then tunnel the whole connection (leg 0)."""
-
-    def __init__(self, ctx: SessionContext) -> None:
-        self.ctx = ctx
-        self.buf = bytearray()
-        self.tunnel = False
-        self.closed = False
-        self.exclude: set[int] = set()
-        self.head: RequestHead | None = None
-        self.backend: Backend | None = None
-        self.pool = ""
-        self.eofs = 0
-
-    def on_start(self, now: float) -> list[Action]:
-        return [Timer("head", self.ctx.listener.timeouts.head)]
-
-    def on_client_data(self, data: bytes, now: float) -> list[Action]:
-        if self.tunnel:
-            return [SendBackend(data)]
-        if self.closed:
-            return []
-        self.buf += data
-        if self.head is not None:  # connecting: keep buffering
-            return []
-        result = self.ctx.parse(bytes(self.buf))
-        if isinstance(result, NeedMore):
-            return []
-        if isinstance(result, Reject):
-            return self._refuse(f"{result.status} {result.reason}")
-        self.head = result
-        return self._dispatch(now)
-
-    def _dispatch(self, now: float) -> list[Action]:
-        assert self.head is not None
-        routed = self.ctx.router.route(self.head, self.ctx.client, frozenset(self.exclude), now)
-        if not routed.pool or routed.backend is None:
-            why = "no route" if not routed.pool else f"no backend up in pool {routed.pool!r}"
-            return self._refuse(why, h2.errors.ErrorCodes.REFUSED_STREAM)
-        self.backend, self.pool = routed.backend, routed.pool
-        return [Timer("connect", self.ctx.listener.timeouts.connect),
-                Connect(routed.backend, routed.pool, reuse=False)]
-
-    def on_backend_connected(self, now: float) -> list[Action]:
-        if self.closed or self.tunnel:
-            return []
-        self.tunnel = True
-        assert self.backend is not None
-        self.ctx.stats.count(f"{self.pool}/{self.backend.label}")
-        data, self.buf = bytes(self.buf), bytearray()
-        return [Timer("connect", 0), Timer("head", 0), SendBackend(data), Tunnel()]
-
-    def on_backend_failed(self, reason: str, now: float) -> list[Action]:
-        if self.closed or self.backend is None:
-            return []
-        return [Release(reuse=False)] + self._retry(f"connect failed: {reason}", now)
-
-    def _retry(self, reason: str, now: float) -> list[Action]:
-        assert self.backend is not None
-        pool = self.ctx.router.pools[self.pool]
-        if pool.config.health.passive:
-            pool.mark_failed(self.backend.index, now, pool.config.health.cooldown)
-        self.ctx.stats.backend_failures += 1
-        log: list[Action] = [Log("warning", f"{self._who()}: {self.backend.label}: {reason}")]
-        if len(self.exclude) < self.ctx.retries:  # nothing was sent: any request may move
-            self.exclude.add(self.backend.index)
-            self.ctx.stats.retries += 1
-            return log + self._dispatch(now)
-        return log + self._refuse(reason, h2.errors.ErrorCodes.REFUSED_STREAM)
-
-    def on_backend_data(self, data: bytes, now: float) -> list[Action]:
-        return [SendClient(data)] if self.tunnel else []
-
-    def on_client_eof(self, now: float) -> list[Action]:
-        if not self.tunnel:
-            return self._close()
-        self.eofs += 1
-        return [HalfClose(to_backend=True)] + (self._close() if self.eofs == 2 else [])
-
-    def on_backend_eof(self, now: float) -> list[Action]:
-        if not self.tunnel:
-            return []
-        self.eofs += 1
-        return [HalfClose(to_backend=False)] + (self._close() if self.eofs == 2 else [])
-
-    def on_timer(self, name: str, now: float) -> list[Action]:
-        if name == "head" and not self.tunnel and self.head is None:
-            return self._refuse("request head not complete in time")
-        if name == "connect" and not self.tunnel and self.backend is not None:
-            return [Release(reuse=False)] + self._retry("connect timeout", now)
-        return []
-
-    def drain(self) -> list[Action]:
-        return [] if self.tunnel else self._close()
-
-    def _refuse(self, reason: str,
-                code: int = h2.errors.ErrorCodes.PROTOCOL_ERROR) -> list[Action]:
-        self.closed = True
-        return [Log("warning", f"{self._who()}: {reason}"),
-                SendClient(goaway_bytes(reason, code)), Release(reuse=False), CloseClient()]
-
-    def _close(self) -> list[Action]:
-        self.closed = True
-        return [Release(reuse=False), CloseClient()]
-
-    def _who(self) -> str:
-        return f"{self.ctx.listener.name} {self.ctx.client or '?'}"
 
 
 # --------------------------------------------------------------------------- terminated
@@ -247,7 +146,9 @@ class Http2Session:
     def __init__(self, ctx: SessionContext, make_head: Any) -> None:
         self.ctx = ctx
         self.make_head = make_head  # (headers, end_stream) -> RequestHead | Reject
-        self.client = _connection(False)
+        self.client = _connection(False, start=False)  # started by the first bytes
+        self.started = False
+        self.pre = bytearray()  # first bytes, until prior knowledge vs h2c upgrade is known
         self.streams: dict[int, Stream] = {}
         self.legs: dict[int, Leg] = {}
         self.by_backend: dict[tuple[str, int], Leg] = {}
@@ -258,11 +159,13 @@ class Http2Session:
     # ----------------------------------------------------------------- client side
 
     def on_start(self, now: float) -> list[Action]:
-        return self._flush() + [Timer("idle", self.ctx.listener.timeouts.idle)]
+        return [Timer("idle", self.ctx.listener.timeouts.idle)]
 
     def on_client_data(self, data: bytes, now: float) -> list[Action]:
         if self.closed:
             return []
+        if not self.started:
+            return self._first_bytes(data, now)
         try:
             events = self.client.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -271,6 +174,34 @@ class Http2Session:
         for event in events:
             out += self._client_event(event, now)
         return out + self._flush()
+
+    def _first_bytes(self, data: bytes, now: float) -> list[Action]:
+        """Prior knowledge (the preface) or an HTTP/1.1 request asking for h2c."""
+        self.pre += data
+        if self.pre[:len(PREFACE)] == PREFACE[:len(self.pre)]:
+            if len(self.pre) < len(PREFACE):
+                return []
+            self.started = True
+            _start(self.client)
+            data, self.pre = bytes(self.pre), bytearray()
+            return self.on_client_data(data, now)
+        up = parse_upgrade(bytes(self.pre), self.ctx.listener.max_head)
+        if isinstance(up, NeedMore):
+            return []
+        if isinstance(up, Reject):
+            self.ctx.stats.status(up.status)
+            self.closed = True
+            return [Log("warning", f"{self._who()}: {up.status} {up.reason}"),
+                    SendClient(local_response(up.status, up.reason, close=True)), CloseClient()]
+        self.started = True
+        self.pre = bytearray()
+        try:
+            _start(self.client, up.settings)
+        except (h2.exceptions.ProtocolError, ValueError) as exc:  # bad HTTP2-Settings
+            return self._protocol_error(f"bad HTTP2-Settings: {exc}")
+        out: list[Action] = [SendClient(SWITCHING)]
+        out += self._request(1, up.headers, True, now)
+        return out + (self.on_client_data(up.rest, now) if up.rest else self._flush())
 
     def _client_event(self, event: Any, now: float) -> list[Action]:
         if isinstance(event, h2.events.RequestReceived):
