@@ -56,8 +56,8 @@ FLOW = CStruct("flow", [
     Field("seq_base", "u32", "switch ISN: server-side sequence base"),
     Field("delta", "u32", "backend ISN - seq_base (valid with FLOW_F_DELTA)"),
     Field("client_isn", "u32", "sequence number of the SYN"),
+    Field("flags", "u32", "FLOW_F_* bits (u32 so BPF can set bits atomically)"),
     Field("mss", "u16", "client MSS from the option"),
-    Field("flags", "u8", "FLOW_F_* bits"),
     Field("client_ws", "u8", "client window scale"),
     Field("switch_ws", "u8", "window scale the switch announced to the client"),
     Field("backend_ws", "u8", "backend's window scale, 0xff until its SYN-ACK"),
@@ -88,6 +88,7 @@ COUNTERS = CEnum("agent_counter", "CNT_", [
     ("SYN_RETRANS", "retransmitted Miresga SYN of a known flow"),
     ("FLOW_TABLE_FULL", "flow could not be stored"),
     ("SYNACK_LEARNED", "backend SYN-ACK: delta learned"),
+    ("IN_NO_DELTA", "ingress non-SYN before the backend's SYN-ACK: dropped"),
     ("IN_TRANSLATED", "ingress packet of a flow: ack/SACK translated"),
     ("OUT_TRANSLATED", "egress packet of a flow: seq translated"),
     ("SACK_BLOCKS", "ingress SACK blocks translated"),
@@ -98,7 +99,6 @@ COUNTERS = CEnum("agent_counter", "CNT_", [
     ("CLOSED_REMOVED", "closed flow removed after the grace period"),
     ("IDLE_REMOVED", "idle flow removed"),
     ("PASS_FOREIGN", "packet of no Miresga flow passed untouched"),
-    ("CSUM_PARTIAL", "egress packet had a partial (offload) checksum"),
 ], doc="index of the per-CPU global counters array")
 
 

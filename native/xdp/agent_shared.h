@@ -36,17 +36,17 @@ enum agent_counter {
 	CNT_SYN_RETRANS = 4, /* retransmitted Miresga SYN of a known flow */
 	CNT_FLOW_TABLE_FULL = 5, /* flow could not be stored */
 	CNT_SYNACK_LEARNED = 6, /* backend SYN-ACK: delta learned */
-	CNT_IN_TRANSLATED = 7, /* ingress packet of a flow: ack/SACK translated */
-	CNT_OUT_TRANSLATED = 8, /* egress packet of a flow: seq translated */
-	CNT_SACK_BLOCKS = 9, /* ingress SACK blocks translated */
-	CNT_WIN_RESCALED = 10, /* egress window field rescaled */
-	CNT_FIN_IN = 11, /* FIN client -> backend */
-	CNT_FIN_OUT = 12, /* FIN backend -> client */
-	CNT_RST = 13, /* RST either way */
-	CNT_CLOSED_REMOVED = 14, /* closed flow removed after the grace period */
-	CNT_IDLE_REMOVED = 15, /* idle flow removed */
-	CNT_PASS_FOREIGN = 16, /* packet of no Miresga flow passed untouched */
-	CNT_CSUM_PARTIAL = 17, /* egress packet had a partial (offload) checksum */
+	CNT_IN_NO_DELTA = 7, /* ingress non-SYN before the backend's SYN-ACK: dropped */
+	CNT_IN_TRANSLATED = 8, /* ingress packet of a flow: ack/SACK translated */
+	CNT_OUT_TRANSLATED = 9, /* egress packet of a flow: seq translated */
+	CNT_SACK_BLOCKS = 10, /* ingress SACK blocks translated */
+	CNT_WIN_RESCALED = 11, /* egress window field rescaled */
+	CNT_FIN_IN = 12, /* FIN client -> backend */
+	CNT_FIN_OUT = 13, /* FIN backend -> client */
+	CNT_RST = 14, /* RST either way */
+	CNT_CLOSED_REMOVED = 15, /* closed flow removed after the grace period */
+	CNT_IDLE_REMOVED = 16, /* idle flow removed */
+	CNT_PASS_FOREIGN = 17, /* packet of no Miresga flow passed untouched */
 	CNT_COUNT = 18,
 };
 
@@ -64,12 +64,12 @@ struct flow {
 	__u32 seq_base; /* switch ISN: server-side sequence base */
 	__u32 delta; /* backend ISN - seq_base (valid with FLOW_F_DELTA) */
 	__u32 client_isn; /* sequence number of the SYN */
+	__u32 flags; /* FLOW_F_* bits (u32 so BPF can set bits atomically) */
 	__u16 mss; /* client MSS from the option */
-	__u8 flags; /* FLOW_F_* bits */
 	__u8 client_ws; /* client window scale */
 	__u8 switch_ws; /* window scale the switch announced to the client */
 	__u8 backend_ws; /* backend's window scale, 0xff until its SYN-ACK */
-	__u8 _pad0[6];
+	__u8 _pad0[3];
 	__u64 created_ns; /* bpf_ktime_get_ns() at the SYN */
 	__u64 last_ns; /* last packet either way */
 	__u64 closed_ns; /* both FINs or a RST seen at; 0 while open */
