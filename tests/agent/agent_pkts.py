@@ -85,3 +85,9 @@ def in_seg(ack: int, payload: bytes = b"", *, flags: str = "A", seq: int = C_ISN
     return (Ether(src=MAC_C, dst=MAC_B) / IP(src=C, dst=B, id=13) /
             TCP(sport=CPORT, dport=BPORT, seq=m32(seq), ack=m32(ack), flags=flags,
                 window=window, options=opts) / Raw(payload))
+
+
+def establish(obj: Any, o: MiresgaOption | None = None, *, backend_ws: int | None = 7) -> None:
+    """Run the tagged SYN (ingress) and the backend's SYN-ACK (egress) through ``obj``."""
+    assert obj.program(INGRESS).test_run(bytes(miresga_syn(o))).retval == XDP_PASS
+    assert obj.program(EGRESS).test_run(bytes(synack(ws=backend_ws))).retval == TC_ACT_OK

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import pytest
 from agent_pkts import (
-    B,
     BASE,
     BPORT,
-    C,
     C_ISN,
     CPORT,
     INGRESS,
     KEY,
     KEY1,
     XDP_PASS,
+    B,
+    C,
     miresga_syn,
     opt,
     rewritten_syn,
