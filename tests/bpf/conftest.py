@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from miresga_core.bpf import BpfObject, build_object
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip this directory's tests marked root/netns when not root (CI runs as root)."""
-    if os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="needs root (BPF syscalls, namespaces)")
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.is_relative_to(here) and ("root" in item.keywords or
-                                               "netns" in item.keywords):
-            item.add_marker(skip)
 
 
 @pytest.fixture
