@@ -151,6 +151,7 @@ OPCODES: tuple[Op, ...] = (
     _op("add", a=R, b=R, doc="ra = ra + rb"),
     _op("sub", a=R, b=R, doc="ra = ra - rb"),
     _op("ori", a=R, imm=U31, doc="ra = ra | imm"),
+    _op("andi", a=R, imm=U31, doc="ra = ra & imm"),
     # -- slices (every result is clamped into the source, so slices never leave the input)
     _op("slen", a=R, b=S, doc="ra = len(sb)"),
     _op("soff", a=R, b=S, doc="ra = offset of sb in the input"),

@@ -190,6 +190,12 @@ def _ori(vm, m, i, pc):
     return pc + 1
 
 
+@_h("andi")
+def _andi(vm, m, i, pc):
+    m.r[i[1]] = m.r[i[1]] & i[4]
+    return pc + 1
+
+
 @_h("slen")
 def _slen(vm, m, i, pc):
     m.r[i[1]] = m.slen[i[2]]
