@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import time
 
+from miresga_http1 import Http1Parser
+
 from miresga_core.bytecode import native
 from miresga_core.bytecode.vm import PyVM
 from miresga_core.testing import compile_parser, expected, make_routes
-from miresga_http1 import Http1Parser
 
 REQUEST = (
     b"GET /shop/cart/items?session=8f14e45fceea167a5a36dedd4bea2543&page=2 HTTP/1.1\r\n"

@@ -30,8 +30,18 @@ from .opcodes import FIELDS, HELPER_BY_NAME, LIMITS, OP_BY_NAME, OPCODES, Kind
 from .program import Decision, Insn, Program, ProgramError
 from .verifier import verify
 
-__all__ = ["ByteClass", "IReg", "Label", "ProgramBuilder", "SReg", "Table", "ARG_CLIENT_HASH",
-           "ARG_SEQUENCE", "INPUT", "whitespace_class"]
+__all__ = [
+    "ARG_CLIENT_HASH",
+    "ARG_SEQUENCE",
+    "INPUT",
+    "ByteClass",
+    "IReg",
+    "Label",
+    "ProgramBuilder",
+    "SReg",
+    "Table",
+    "whitespace_class",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,22 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
-    "ARGS", "FIELDS", "FLAGS", "HELPERS", "LIMITS", "OPCODES", "OP_BY_NAME", "FMT_VERSION",
-    "HELPER_ABI", "MAGIC", "Kind", "OFFLOAD_MODES", "FRAMINGS", "Op", "Operand", "Helper",
+    "ARGS",
+    "FIELDS",
+    "FLAGS",
+    "FMT_VERSION",
+    "FRAMINGS",
+    "HELPERS",
+    "HELPER_ABI",
+    "LIMITS",
+    "MAGIC",
+    "OFFLOAD_MODES",
+    "OPCODES",
+    "OP_BY_NAME",
+    "Helper",
+    "Kind",
+    "Op",
+    "Operand",
 ]
 
 MAGIC = b"MVM1"

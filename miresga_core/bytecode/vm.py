@@ -76,7 +76,7 @@ def format_outcome(o: Outcome) -> str:
 
 
 class _Machine:
-    __slots__ = ("buf", "budget", "out", "r", "slen", "soff")
+    __slots__ = ("budget", "buf", "out", "r", "slen", "soff")
 
     def __init__(self, buf: bytes, args: Sequence[int], budget: int) -> None:
         self.buf = buf

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from miresga_resp import RespParser
 
 from miresga_core.testing import Equivalence
-from miresga_resp import RespParser
 
 ROUTES = [("reads", [("command", "exact", ["get", "mget"], True)]),
           ("sessions", [("key", "prefix", ["session:"], False)])]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from miresga_http1 import Http1Parser
 
 from miresga_core.bytecode import native
 from miresga_core.testing import Equivalence
-from miresga_http1 import Http1Parser
 
 ROUTES = [
     ("api", [("path", "prefix", ["/api/"], False)]),
@@ -59,7 +59,8 @@ CORPUS = [
     b"GET http://a.example?q HTTP/1.1\r\nHost: b\r\n\r\n",
     b"GET /x?y=http://a.example/z HTTP/1.1\r\nHost: b\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
-    b"GET /exact HTTP/1.1\r\nHost: a\r\nX-User: bob\r\n\r\n", b"GET /?debug=2 HTTP/1.1\r\nHost: z\r\n\r\n", b"POST /exact HTTP/1.1\r\nHost: z\r\n\r\n",
+    b"GET /exact HTTP/1.1\r\nHost: a\r\nX-User: bob\r\n\r\n",
+    b"GET /?debug=2 HTTP/1.1\r\nHost: z\r\n\r\n", b"POST /exact HTTP/1.1\r\nHost: z\r\n\r\n",
     b"GET /?debug HTTP/1.1\r\nHost: a\r\nx-user:   bob  \r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nX-User: bob\r\nX-User: alice\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Pad: " + b"p" * 17000 + b"\r\n\r\n",
