@@ -53,7 +53,7 @@ def _to_head(event: h11.Request, head_length: int) -> RequestHead | Reject:
         return Reject(405, "CONNECT is not proxied")
     target = event.target.decode("latin-1")
     headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
-    get = {}
+    get: dict[str, str] = {}
     conn_tokens: set[str] = set()
     te = ""
     for key, value in headers:
@@ -64,6 +64,8 @@ def _to_head(event: h11.Request, head_length: int) -> RequestHead | Reject:
             te = value.lower()
     path, _, query = _split_target(target)
     version = event.http_version.decode("ascii")
+    if version not in ("1.0", "1.1"):
+        return Reject(505, f"HTTP/{version} is not HTTP/1.x")
     keep_alive = ("close" not in conn_tokens) if version == "1.1" else ("keep-alive" in conn_tokens)
     if te:
         framing, length = BodyFraming.CHUNKED, 0  # h11 refuses any other coding
