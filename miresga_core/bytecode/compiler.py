@@ -35,9 +35,9 @@ class CompileError(MiresgaError):
 
 def make_parser(parser_cls: type[ParserPlugin], listener: ListenerConfig) -> ParserPlugin:
     try:
-        return parser_cls(max_head=listener.max_head)  # type: ignore[call-arg]
+        return parser_cls(max_head=listener.max_head)  # type: ignore[call-arg,unused-ignore]
     except TypeError:
-        return parser_cls()  # type: ignore[call-arg]
+        return parser_cls()
 
 
 def compile_listener(config: Config, listener: ListenerConfig | str, registry: Any,

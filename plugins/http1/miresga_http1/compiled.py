@@ -15,7 +15,8 @@ Theory of operation, in program order:
    h11's ``normalize_and_validate`` raises on the first: conflicting or non-numeric
    Content-Length (400), a second Transfer-Encoding or one other than chunked (501).
 4. After the blank line: the remembered error; Host count (h11: exactly one for 1.1, at
-   most one otherwise); CONNECT is refused with 405 (prototype rule).
+   most one otherwise); CONNECT is refused with 405, versions other than 1.0/1.1 with
+   505 (prototype rules).
 5. Framing, keep-alive, Upgrade and Expect flags, then the match fields.
 
 Register budget: r0/r1 are the caller's (policies use them); slice registers for the
@@ -42,7 +43,7 @@ STRIP = whitespace_class()  # what the prototype's str.strip() removes
 
 FLAG_KEEP_ALIVE, FLAG_UPGRADE, FLAG_EXPECT = 1, 2, 4
 # bits of the connection-token register
-CONN_CLOSE, CONN_KEEP_ALIVE, CONN_UPGRADE, SAW_TE, IS11 = 1, 2, 4, 8, 16
+CONN_CLOSE, CONN_KEEP_ALIVE, CONN_UPGRADE, SAW_TE, IS11, IS10 = 1, 2, 4, 8, 16, 32
 MAX_HEADER_FIELDS = 4
 
 
@@ -169,11 +170,15 @@ class _Http1:
                 b.jnei(t1, want, self.bad)
         b.sdropi(self.tmp, self.tmp, 5)
         b.movi(self.bits, 0)
-        is11, after = b.label(), b.label()
+        is11, is10, after = b.label(), b.label(), b.label()
         b.jseq(self.tmp, b"1.1", is11)
+        b.jseq(self.tmp, b"1.0", is10)
         b.jmp(after)
         b.place(is11)
         b.ori(self.bits, IS11)
+        b.jmp(after)
+        b.place(is10)
+        b.ori(self.bits, IS10)
         b.place(after)
 
     # -- 3. header lines
@@ -347,6 +352,12 @@ class _Http1:
         b.place(connect)
         b.reject(405, b"CONNECT is not proxied")
         b.place(fine)
+        b.mov(t1, self.bits)
+        b.andi(t1, IS11 | IS10)
+        http1x = b.label()
+        b.jnei(t1, 0, http1x)
+        b.reject(505, b"not HTTP/1.x")
+        b.place(http1x)
 
     # -- 5. framing and flags
     def framing(self) -> None:

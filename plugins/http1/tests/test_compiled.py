@@ -84,7 +84,7 @@ def test_corpus(eq: Equivalence, data: bytes) -> None:
 
 def test_corpus_outcomes_are_varied(eq: Equivalence) -> None:
     seen = {" ".join(line.split(" ")[:2]) for line in eq.check_all(CORPUS)}
-    for want in ("needmore", "reject 400", "reject 431", "reject 501", "reject 405",
+    for want in ("needmore", "reject 400", "reject 431", "reject 501", "reject 405", "reject 505",
                  "route decision=0", "route decision=1", "route decision=2",
                  "route decision=3", "route decision=4", "route decision=5"):
         assert want in seen, (want, seen)
