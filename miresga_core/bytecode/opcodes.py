@@ -196,6 +196,10 @@ OPCODES: tuple[Op, ...] = (
     _op("tlen", a=R, imm=T, doc="ra = len(table imm)"),
     _op("setf", a=F, b=R, doc="result field a = rb"),
     _op("call", imm=H, doc="call native helper imm (args and results: see HELPERS)"),
+    _op("sline", a=S, b=S, j=FWD,
+        doc="if sb has no LF: pc = j; else sa = sb up to the LF without one CR before it, "
+            "sb = after the LF"),
+    _op("strim", a=S, imm=CLS, doc="sa = sa without leading and trailing bytes of class imm"),
 )
 
 OP_BY_NAME: dict[str, int] = {op.name: i for i, op in enumerate(OPCODES)}

@@ -358,6 +358,31 @@ def _call(vm, m, i, pc):
     return pc + 1
 
 
+@_h("sline")
+def _sline(vm, m, i, pc):
+    a, b = i[1], i[2]
+    data = m.sl(b)
+    lf = data.find(b"\n")
+    if lf < 0:
+        return i[5]
+    off = m.soff[b]
+    n = lf - 1 if lf > 0 and data[lf - 1] == 13 else lf
+    m.soff[b], m.slen[b] = off + lf + 1, m.slen[b] - lf - 1
+    m.soff[a], m.slen[a] = off, n
+    return pc + 1
+
+
+@_h("strim")
+def _strim(vm, m, i, pc):
+    a, cls = i[1], vm.p.consts[i[4]]
+    data = m.sl(a)
+    lo = _span(data, cls)
+    hi = len(data) - (_span(data[lo:][::-1], cls) if lo < len(data) else 0)
+    m.soff[a] += lo
+    m.slen[a] = hi - lo
+    return pc + 1
+
+
 def _hdr_find(vm: PyVM, m: _Machine) -> None:
     m.soff[0], m.slen[0] = 0, 0
     k = m.r[1]
