@@ -78,6 +78,18 @@ static const uint8_t *find_bytes(const uint8_t *h, int64_t n, const uint8_t *k, 
 	return NULL;
 }
 
+/* length of the longest prefix of q[0..n) in cls; 4 bytes a step while all match */
+static inline int64_t span(const uint8_t *cls, const uint8_t *q, int64_t n)
+{
+	int64_t i = 0;
+
+	while (i + 4 <= n && (cls[q[i]] & cls[q[i + 1]] & cls[q[i + 2]] & cls[q[i + 3]]))
+		i += 4;
+	while (i < n && in_class(cls, q[i]))
+		i++;
+	return i;
+}
+
 /* slice registers: offset and length into the input */
 struct sl { int64_t off, len; };
 
@@ -212,11 +224,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 			NEXT;
 		}
 		VMCASE(SPANC) {
-			const uint8_t *cls = p->consts[in->imm].cls, *q = buf + sb->off;
-			int64_t i = 0;
-			while (i < sb->len && in_class(cls, q[i]))
-				i++;
-			R(in->a) = i;
+			R(in->a) = span(p->consts[in->imm].cls, buf + sb->off, sb->len);
 			NEXT;
 		}
 		VMCASE(RSPANC) {
@@ -297,9 +305,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		VMCASE(STRIM) {
 			struct sl *sa = &s[in->a];
 			const uint8_t *cls = p->consts[in->imm].cls, *q = buf + sa->off;
-			int64_t lo = 0, hi = sa->len;
-			while (lo < hi && in_class(cls, q[lo]))
-				lo++;
+			int64_t lo = span(cls, q, sa->len), hi = sa->len;
 			while (hi > lo && in_class(cls, q[hi - 1]))
 				hi--;
 			*sa = (struct sl){ sa->off + lo, hi - lo };
