@@ -75,9 +75,10 @@ HTTP_SEEDS = [
 def test_http1_program_under_sanitizers(mvm_run_asan: Path, tmp_path: Path) -> None:
     """The compiled http1 parser (the largest real program) on truncated, mutated and
     random requests; the sanitized C VM must agree with the Python VM on every one."""
+    from miresga_http1 import Http1Parser
+
     from miresga_core.bytecode.vm import PyVM, format_outcome
     from miresga_core.testing import compile_parser
-    from miresga_http1 import Http1Parser
 
     program = compile_parser(Http1Parser(max_head=512),
                              [("api", [("path", "prefix", ["/api/"], False)]),
