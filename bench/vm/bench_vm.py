@@ -1,7 +1,8 @@
 """bench/vm: decisions per second of the C VM, the Python VM and the h11 prototype on a
 typical ~400-byte HTTP/1.1 request against 10 routes (the last one matches, so every
 route is tried). Run: PYTHONPATH=.:plugins/http1:plugins/policies python3 bench/vm/bench_vm.py
-[--seconds S]. Rates are per CPU-second of one core. Needs the C extension (make -C native/dpdk/vm ext). Not a timed test."""
+[--seconds S]. Rates are per CPU-second of one core. Needs the C extension
+(make -C native/dpdk/vm ext). Not a timed test."""
 
 from __future__ import annotations
 
