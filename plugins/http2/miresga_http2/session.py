@@ -368,6 +368,11 @@ class Http2Session:
     def _goaway(self, lg: Leg, now: float) -> list[Action]:
         """Streams the backend never saw move elsewhere; the others finish where they are."""
         lg.goaway = True
+        # h2 treats a received GOAWAY as the end of the connection, but RFC 9113 6.8 lets
+        # the streams up to last_stream_id complete: reopen h2's connection state machine
+        # (streams keep their own states) so their frames are still accepted.
+        if lg.streams and lg.conn.state_machine.state is h2.connection.ConnectionState.CLOSED:
+            lg.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         self._forget(lg)
         last = lg.last_stream if lg.last_stream is not None else 1 << 31
         unseen = [s for s in lg.waiting if not s.done]
@@ -376,18 +381,21 @@ class Http2Session:
         out: list[Action] = []
         for st in unseen:
             lg.streams.pop(st.bsid, None)
-            out += self._reroute_or_reset(st, lg, now)
+            out += self._reroute_or_reset(st, lg, now, exclude=False)
         return out
 
     def _forget(self, lg: Leg) -> None:
         if self.by_backend.get((lg.pool, lg.backend.index)) is lg:
             del self.by_backend[(lg.pool, lg.backend.index)]
 
-    def _reroute_or_reset(self, st: Stream, lg: Leg, now: float) -> list[Action]:
+    def _reroute_or_reset(self, st: Stream, lg: Leg, now: float,
+                          exclude: bool = True) -> list[Action]:
+        """Route ``st`` again (``exclude``: not to ``lg``'s backend) or end it."""
         unseen = not st.sent or (lg.last_stream is not None and st.bsid > lg.last_stream)
         movable = not st.answered and (unseen or (st.head.idempotent and not st.up))
         if movable and len(st.exclude) < self.ctx.retries and not self.closed:
-            st.exclude.add(lg.backend.index)
+            if exclude:  # a failed backend; after a GOAWAY the same one may take it again
+                st.exclude.add(lg.backend.index)
             st.leg, st.bsid, st.sent, st.up_done = None, 0, False, False
             self.ctx.stats.retries += 1
             return self._dispatch(st, now)
