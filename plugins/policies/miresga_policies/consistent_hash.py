@@ -160,6 +160,20 @@ class ConsistentHash(Policy):
                 return backend
         return None
 
+    def compile(self, b: Any) -> Any:
+        """Table form for ``key = "client"``: ``tlook`` of the table at r0 (the caller's
+        client hash, which must be ``keyhash.key_hash`` of the client IP text).
+
+        Keys taken from the request (path, header, cookie) would need the parser's field
+        registers, which ``Policy.compile`` does not receive: those stay Python-only."""
+        if self.opts.key != "client" or not self.table:
+            return None
+        from miresga_core.bytecode.builder import ARG_CLIENT_HASH
+
+        reg = b.ireg()
+        b.tlook(reg, ARG_CLIENT_HASH, b.table(self.index_table()))
+        return reg
+
     def index_table(self) -> list[int]:
         """The table as pool indexes (``Backend.index``): the compiled form's data."""
         return [self.backends[p].index for p in self.table]

@@ -48,3 +48,52 @@ def test_vm_picks_like_python(vm: str, size: int, key: str) -> None:
         outcome = runner.run(data)
         assert outcome.kind == "route"
         assert outcome.backend == policy.pick(head, client).index
+
+
+CONFIG = """
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:21995"
+default_pool = "carts"
+[[listeners.routes]]
+pool = "static"
+match = { path = { prefix = "/static/" } }
+[pools.carts]
+policy = "consistent-hash"
+options = { table_size = 4093 }
+backends = [{ address = "127.0.0.1:21981", name = "c1" },
+            { address = "127.0.0.1:21982", name = "c2", weight = 2 },
+            { address = "127.0.0.1:21983", name = "c3" }]
+[pools.static]
+policy = "consistent-hash"
+options = { key = "path" }
+backends = [{ address = "127.0.0.1:21984" }]
+"""
+
+
+@pytest.mark.parametrize("vm", VMS)
+def test_compiled_listener_picks_like_python(vm: str) -> None:
+    """Policy.compile through the listener compiler: key = client uses r0 = key_hash(ip)."""
+    from miresga_policies.keyhash import key_hash
+
+    from miresga_core.bytecode.compiler import compile_listener
+    from miresga_core.config import parse_config
+    from miresga_core.plugins import get_plugin_manager, registry_from
+    from miresga_core.routing import PoolState
+
+    registry = registry_from(get_plugin_manager())
+    config = parse_config(CONFIG, registry)
+    program = compile_listener(config, "web", registry)
+    runner = load(program, prefer=vm)
+    carts = PoolState(config.pools["carts"], registry.policies["consistent-hash"])
+    for i in range(300):
+        client = Address(f"198.51.{i // 200}.{i % 200}", 1000 + i)
+        request = f"GET /cart/{i} HTTP/1.1\r\nHost: shop\r\n\r\n".encode()
+        outcome = runner.run(request, [key_hash(client.host.encode())])
+        assert outcome.kind == "route"
+        head = RequestHead(method="GET", target="/", path=f"/cart/{i}", query="", host="shop",
+                           headers=())
+        assert outcome.backend == carts.pick(head, client, frozenset(), 0.0).index
+    # key = path has no compiled form: the program leaves the pick to the data plane (-1)
+    outcome = runner.run(b"GET /static/a.css HTTP/1.1\r\nHost: shop\r\n\r\n", [0])
+    assert outcome.kind == "route" and outcome.backend == -1
