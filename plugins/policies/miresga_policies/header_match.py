@@ -60,7 +60,7 @@ class HeaderMatch(Policy):
         self.exact = {v: by_name[n] for v, n in opts.exact.items() if n in by_name}
         self.prefixes = sorted(((p, by_name[n]) for p, n in opts.prefix.items() if n in by_name),
                                key=lambda item: -len(item[0]))
-        self.fallback: Policy | None = None
+        self.fallback: RoundRobin | ConsistentHash | None = None  # both accept no request
         if opts.fallback == "round-robin":
             self.fallback = RoundRobin(self.backends)
         elif opts.fallback == "consistent-hash":
