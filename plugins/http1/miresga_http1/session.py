@@ -205,11 +205,14 @@ class Http1Session:
     def _next_request(self, now: float) -> list[Action]:
         if not self.buf:
             return [Timer("idle", self.timeouts.idle)]
-        route = None
+        route: RouteResult | None = None
+        result: RequestHead | NeedMore | Reject
         if self.ctx.decide is not None:
-            result = self.ctx.decide(bytes(self.buf), self.ctx.client, now)
-            if type(result) is Decided:
-                result, route = result.head, result.route
+            decided = self.ctx.decide(bytes(self.buf), self.ctx.client, now)
+            if type(decided) is Decided:
+                result, route = decided.head, decided.route
+            else:
+                result = decided
         else:
             result = self.ctx.parse(bytes(self.buf))
         if isinstance(result, NeedMore):
