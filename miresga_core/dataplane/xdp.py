@@ -25,6 +25,7 @@ from typing import Any
 from .. import cookie
 from ..bpf import BpfError, BpfObject, Map, build_object, xdp_attach, xdp_detach
 from . import names
+from .schema import COUNTERS as COUNTER_NAMES
 from .schema import (
     LB_BUCKETS,
     SCHEMA,
@@ -34,7 +35,6 @@ from .schema import (
     counter_index,
     table,
 )
-from .schema import COUNTERS as COUNTER_NAMES
 
 __all__ = ["XdpSwitch", "rebalance"]
 
@@ -43,7 +43,8 @@ OBJECT = "switch"
 
 def rebalance(old: Sequence[int] | None, members: Sequence[int]) -> list[int]:
     """A bucket -> front-end assignment over ``members`` that keeps every bucket whose
-    front-end is still a member and spreads the others so shares differ by at most one."""
+    front-end is still a member (up to its fair share) and hands out the others so shares
+    differ by at most one."""
     if not members:
         raise ValueError("at least one front-end is needed")
     members = sorted(set(members))
@@ -54,11 +55,16 @@ def rebalance(old: Sequence[int] | None, members: Sequence[int]) -> list[int]:
         if fe in quota and quota[fe] > 0:
             out[i] = fe
             quota[fe] -= 1
-    spare = [m for m in members for _ in range(quota[m])]
-    for i in range(LB_BUCKETS):
-        if out[i] < 0:
-            out[i] = spare.pop()
-    return out
+    # interleave the free buckets: CRC buckets of nearby ports share high bits, so whole
+    # ranges of buckets per front-end would give neighbouring clients one front-end
+    spare: list[int] = []
+    while any(quota.values()):
+        for m in members:
+            if quota[m] > 0:
+                spare.append(m)
+                quota[m] -= 1
+    free = iter(spare)
+    return [fe if fe >= 0 else next(free) for fe in out]
 
 
 def _index_key(i: int) -> bytes:
