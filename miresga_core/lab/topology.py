@@ -26,7 +26,7 @@ from ..errors import MiresgaError
 from .netns import in_netns, netns_exists, run_in_netns
 from .spec import Host, LabSpec
 
-__all__ = ["STATE_DIR", "Lab", "LabError", "down", "status", "up"]
+__all__ = ["STATE_DIR", "Lab", "LabError", "down", "load_spec", "status", "up"]
 
 STATE_DIR = Path("/run/miresga")
 _NUD_PERMANENT = 0x80
@@ -166,8 +166,23 @@ def down(spec: LabSpec) -> str:
 # ----------------------------------------------------------------------------- status
 
 
+def load_spec(prefix: str) -> LabSpec | None:
+    """The spec a running lab was built with (from its state file), or None."""
+    path = STATE_DIR / f"lab-{prefix.rstrip('-')}.json"
+    try:
+        raw = json.loads(path.read_text())["spec"]
+    except (OSError, ValueError, KeyError):
+        return None
+    raw["vips"] = tuple(tuple(v) for v in raw["vips"])
+    raw["pin_root"] = Path(raw["pin_root"])
+    return LabSpec(**raw)
+
+
 def _describe(spec: LabSpec) -> dict[str, Any]:
+    fields = {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+    fields["pin_root"] = str(spec.pin_root)
     return {
+        "spec": fields,
         "prefix": spec.prefix, "switch_ns": spec.switch_ns, "pin_dir": str(spec.pin_dir),
         "vips": [f"{a}:{p}" for a, p in spec.vips],
         "hosts": [{"role": h.role, "index": h.index, "ns": h.ns, "addr": h.addr,
