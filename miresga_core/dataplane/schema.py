@@ -396,7 +396,7 @@ SCHEMA: tuple[Table, ...] = (
         keys=(Field("index", 1, match=Match.INDEX),),
         action=Action("set_secret", (Field("k0", 32), Field("k1", 32)),
                       "HalfSipHash key words (k0 = key bytes 0..3 little-endian)."),
-        default="zero key: the controller must set a secret before serving",
+        default="zero key: SYNs are dropped (syn_nosecret) until the controller sets one",
     ),
     Table(
         names.COOKIE_CLOCK, "SYN cookie time base: slot = base_slot + ((now - base_ns) >> "
@@ -441,6 +441,7 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("xdp_pass", "verdict XDP_PASS"),
     ("xdp_tx", "verdict XDP_TX"),
     ("xdp_redirect", "verdict XDP_REDIRECT"),
+    ("syn_nosecret", "SYN dropped: no cookie secret set yet (all-zero key)"),
 )
 
 SCHEMA = tuple(

@@ -82,3 +82,13 @@ def test_syn_ack_to_vip_is_dropped(sw):
     pkt = tcp(CADDR, 40003, VIP, VPORT, "SA", smac=CMAC)
     run_fixture(sw.obj, PacketFixture("SYN+ACK to a VIP is never valid", pkt, XDP_DROP),
                 program="miresga_switch")
+
+
+def test_syn_without_secret_is_dropped(sw):
+    sw.write("cookie_secret", [({"index": 0}, {"k0": 0, "k1": 0})])
+    syn = tcp(CADDR, 40004, VIP, VPORT, "S", options=[("MSS", 1460)], smac=CMAC)
+    run_fixture(sw.obj, PacketFixture("no cookie secret set: no forgeable SYN-ACK", syn,
+                                      XDP_DROP), program="miresga_switch")
+    assert sw.counter("syn_nosecret") == 1 and sw.counter("synack") == 0
+    with pytest.raises(ValueError, match="all-zero"):
+        sw.set_cookie_secret(bytes(8))
