@@ -234,6 +234,9 @@ class ParserPlugin(ABC):
     #: longest request head accepted before answering 431
     default_max_head: ClassVar[int] = 16384
 
+    def __init__(self, max_head: int = 16384) -> None:
+        self.max_head = max_head
+
     @classmethod
     @abstractmethod
     def fields(cls) -> Sequence[FieldSpec]:

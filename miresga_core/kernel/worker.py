@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -78,7 +79,7 @@ async def _serve(config: Config, registry: Registry, control: socket.socket | No
         factory = runtime.session_factory(listener)
         sock = listen_socket(listener.listen)
         server = await loop.create_server(
-            lambda f=factory: ClientConnection(f, pool, clients), sock=sock)
+            functools.partial(ClientConnection, factory, pool, clients), sock=sock)
         servers.append(server)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

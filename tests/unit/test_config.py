@@ -19,7 +19,7 @@ GOOD = textwrap.dedent("""\
     [[listeners.routes]]
     pool = "api"
     offload = "pin"
-    match = { path = { prefix = ["/api/", "/v2/"] }, host = "Example.COM", method = ["GET", "HEAD"] }
+    match = { path = { prefix = ["/api/", "/v2/"] }, host = "Example.COM", method = ["GET"] }
 
     [[listeners.routes]]
     pool = "web"
@@ -113,8 +113,8 @@ def test_dataplane_options_validated_by_the_dataplane(registry):
 
 
 def test_structural_refusals(registry):
-    assert "at least one [[listeners]]" in refused('[pools.a]\nbackends = [{ address = "10.0.0.1:1" }]\n',
-                                                       registry).problem
+    no_listener = '[pools.a]\nbackends = [{ address = "10.0.0.1:1" }]\n'
+    assert "at least one [[listeners]]" in refused(no_listener, registry).problem
     dup = GOOD.replace('backends = [{ address = "10.0.0.1:80", name = "api-1" }]',
                        'backends = [{ address = "10.0.0.1:80" }, { address = "10.0.0.1:80" }]')
     err = refused(dup, registry)

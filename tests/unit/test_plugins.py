@@ -51,6 +51,6 @@ def test_broken_entry_point_reports_plugin_and_distribution(tmp_path, monkeypatc
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: miresga-broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[miresga]\nbroken = miresga_no_such_module\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginError, match="plugin 'broken' \\(distribution miresga-broken.*"
-                                          "failed to load.*No module named"):
+    with pytest.raises(PluginError, match=r"plugin 'broken' \(distribution miresga-broken.*"
+                                          r"failed to load.*No module named"):
         get_plugin_manager()

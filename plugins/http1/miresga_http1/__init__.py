@@ -21,9 +21,6 @@ class Http1Parser(ParserPlugin):
     name = "http1"
     alpn = ("http/1.1", "http/1.0")
 
-    def __init__(self, max_head: int = ParserPlugin.default_max_head) -> None:
-        self.max_head = max_head
-
     @classmethod
     def fields(cls) -> Sequence[FieldSpec]:
         return (

@@ -44,7 +44,7 @@ def _to_head(event: h11.Request, head_length: int) -> RequestHead | Reject:
         return Reject(405, "CONNECT is not proxied")
     target = event.target.decode("latin-1")
     headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
-    get = {}
+    get: dict[str, str] = {}
     conn_tokens: set[str] = set()
     te = ""
     for key, value in headers:

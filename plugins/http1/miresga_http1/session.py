@@ -217,8 +217,10 @@ class Http1Session:
         self.exclude.clear()
         return [Timer("head", 0), Timer("idle", 0)] + self._dispatch(result, now)
 
-    def _dispatch(self, head: RequestHead, now: float) -> list[Action]:
-        result = self.ctx.router.route(head, self.ctx.client, frozenset(self.exclude), now)
+    def _dispatch(self, head: RequestHead, now: float,
+                  result: RouteResult | None = None) -> list[Action]:
+        if result is None:
+            result = self.ctx.router.route(head, self.ctx.client, frozenset(self.exclude), now)
         self.result = result
         if not result.pool:
             return self._local(404, f"no route for {head.method} {head.host}{head.path}")
@@ -266,10 +268,13 @@ class Http1Session:
         log: list[Action] = [Log("warning", f"{self._who()}: {reason}")]
         if self.head.idempotent and len(self.exclude) < self.ctx.retries:
             self.exclude.add(backend.index)
-            self.ctx.stats.retries += 1
-            self.buf[:0] = self._raw_head_again()
-            self.state = HEAD
-            return log + self._dispatch(self.head, now)
+            again = self.ctx.router.route(self.head, self.ctx.client, frozenset(self.exclude),
+                                          now)
+            if again.backend is not None:  # else: nothing left to try, answer 502 below
+                self.ctx.stats.retries += 1
+                self.buf[:0] = self._raw_head_again()
+                self.state = HEAD
+                return log + self._dispatch(self.head, now, again)
         return log + self._fail(502, reason)
 
     def _raw_head_again(self) -> bytes:

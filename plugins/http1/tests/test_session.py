@@ -160,7 +160,7 @@ def test_idle_keepalive_closes_silently(session):
 
 
 def test_backend_closing_before_answer_is_retried(session):
-    conn, _ = connect(session, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    connect(session, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     acts = session.on_backend_eof(0.0)
     assert of(acts, Release) and of(acts, Connect)
 
