@@ -29,8 +29,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import sys
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,6 @@ __all__ = [
     "Kind",
     "Match",
     "OffloadModeId",
-    "SwitchDriver",
     "Table",
     "counter_index",
     "markdown",
@@ -509,55 +507,3 @@ def markdown() -> str:
     out += ["", "Counters (index: name, meaning):", ""]
     out += [f"{i}. `{name}`: {doc}" for i, (name, doc) in enumerate(COUNTERS)]
     return "\n".join(out) + "\n"
-
-
-# ----------------------------------------------------------------------------- driver ABC
-
-class SwitchDriver(ABC):
-    """What the controller needs from a switch target (XDP now, Tofino later).
-
-    Addresses are dotted IPv4 strings, ports host integers, MACs "aa:bb:..". Every write
-    names tables through ``names``/``SCHEMA``; batch methods apply all entries or raise.
-    """
-
-    @abstractmethod
-    def write(self, table_name: str, entries: Iterable[tuple[Mapping[str, Any],
-                                                          Mapping[str, Any]]]) -> int:
-        """Insert or replace entries (key fields, action parameters); returns the count."""
-
-    @abstractmethod
-    def delete(self, table_name: str, keys: Iterable[Mapping[str, Any]]) -> int:
-        """Delete entries by key; missing keys are ignored; returns how many existed."""
-
-    @abstractmethod
-    def offload_add(self, client: tuple[str, int], vip: tuple[str, int], backend_index: int,
-                    backend: tuple[str, int], mode: OffloadModeId) -> None:
-        """Offload client->VIP to a backend (both directions: offload + offload_rev)."""
-
-    @abstractmethod
-    def offload_remove(self, client: tuple[str, int], vip: tuple[str, int]) -> None:
-        """Remove an offload (both directions); a missing entry is not an error."""
-
-    @abstractmethod
-    def set_frontends(self, buckets: Sequence[int], *, drain: bool = True) -> None:
-        """Install a new bucket -> front-end assignment.
-
-        With ``drain`` the change is staged (new table written, ``changing`` set: flows
-        whose SYN arrives now are remembered in the Bloom filter) and ``finish_change``
-        completes it; without, the active table is overwritten at once."""
-
-    @abstractmethod
-    def finish_change(self) -> None:
-        """Make the staged lb_index table active, stop the change, clear the filter."""
-
-    @abstractmethod
-    def set_cookie_secret(self, current: bytes, previous: bytes | None = None) -> None:
-        """Write the 8-byte HalfSipHash keys (and align the cookie clock)."""
-
-    @abstractmethod
-    def counters(self) -> dict[str, tuple[int, int]]:
-        """Counter name -> (packets, bytes), summed over CPUs / pipes."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Detach and release the data plane."""
