@@ -1,7 +1,7 @@
 """Build, inspect and tear down a lab (see spec.py for the layout, docs/lab.md for why).
 
-``up`` is idempotent: a complete lab with the same prefix is left alone, a partial one is
-removed and rebuilt, and any failure while building removes everything it made. ``down``
+``up`` is idempotent: a complete lab built from the same spec is left alone; a partial one,
+or one built from another spec with the same prefix, is removed and rebuilt; and any failure while building removes everything it made. ``down``
 removes the namespaces of the prefix (whatever their number) and the switch's pinned maps.
 
 Kernel details that decide whether packets flow (verified on this machine, docs/lab.md):
@@ -41,7 +41,8 @@ def _state_file(spec: LabSpec) -> Path:
 
 
 def _is_complete(spec: LabSpec) -> bool:
-    if not _state_file(spec).exists() or not all(netns_exists(n) for n in spec.namespaces()):
+    """The lab exists, entirely, and was built from this very spec."""
+    if load_spec(spec.prefix) != spec or not all(netns_exists(n) for n in spec.namespaces()):
         return False
     return not spec.switch or (spec.pin_dir / "vip").exists()
 

@@ -100,6 +100,9 @@ def test_up_is_idempotent_and_repairs_partial_labs():
         assert "PARTIAL" in status(spec)
         assert "up:" in up(spec)  # rebuilt
         assert netns_exists(f"{PREFIX}f0")
+        bigger = LabSpec(prefix=PREFIX, clients=2, frontends=1, backends=0)
+        assert "up:" in up(bigger)  # another spec with the same prefix: rebuilt to it
+        assert netns_exists(f"{PREFIX}c1") and "already up" in up(bigger)
     finally:
         down(spec)
     assert status(spec).endswith("down")
