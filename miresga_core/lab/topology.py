@@ -1,8 +1,9 @@
 """Build, inspect and tear down a lab (see spec.py for the layout, docs/lab.md for why).
 
 ``up`` is idempotent: a complete lab built from the same spec is left alone; a partial one,
-or one built from another spec with the same prefix, is removed and rebuilt; and any failure while building removes everything it made. ``down``
-removes the namespaces of the prefix (whatever their number) and the switch's pinned maps.
+or one built from another spec with the same prefix, is removed and rebuilt; any failure
+while building removes everything it made. ``down`` removes the namespaces of the prefix
+(whatever their number) and the switch's pinned maps.
 
 Kernel details that decide whether packets flow (verified on this machine, docs/lab.md):
 * XDP_TX and XDP_REDIRECT from a native-mode veth program deliver only when the receiving
