@@ -19,6 +19,7 @@ __all__ = ["main"]
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "miresga_core.cli_serve",
+    "miresga_core.cli_agent",
 )
 
 

@@ -10,11 +10,21 @@ import sys
 from pathlib import Path
 
 from .opcodes import (
-    FIELDS, FLAGS, FMT_VERSION, FRAMINGS, HELPER_ABI, HELPERS, LIMITS, MAGIC, OFFLOAD_MODES,
-    OPCODES, Kind, Operand,
+    FIELDS,
+    FLAGS,
+    FMT_VERSION,
+    FRAMINGS,
+    HELPER_ABI,
+    HELPERS,
+    LIMITS,
+    MAGIC,
+    OFFLOAD_MODES,
+    OPCODES,
+    Kind,
+    Operand,
 )
 
-__all__ = ["HEADER_PATH", "render", "main"]
+__all__ = ["HEADER_PATH", "main", "render"]
 
 HEADER_PATH = Path(__file__).resolve().parents[2] / "native" / "dpdk" / "vm" / "mvm_opcodes.h"
 
@@ -49,7 +59,11 @@ def render() -> str:
     out += ["};", "", "/* opcodes: position in opcodes.OPCODES */", "enum mvm_op {"]
     for i, op in enumerate(OPCODES):
         out.append(f"\tMVM_OP_{_c_name(op.name)} = {i},{'':<4}/* {op.doc} */")
-    out += [f"\tMVM_OP__COUNT = {len(OPCODES)}", "};", "", "/* result fields (setf) */",
+    out += [f"\tMVM_OP__COUNT = {len(OPCODES)}", "};", "",
+            "/* X-macro over the opcodes in number order (builds the exec jump table) */",
+            "#define MVM_FOREACH_OP(X) \\"]
+    out += [f"\tX({_c_name(op.name)}) \\" for op in OPCODES]
+    out += ["", "/* result fields (setf) */",
             "enum mvm_field {"]
     out += [f"\tMVM_F_{_c_name(f)} = {i}," for i, f in enumerate(FIELDS)]
     out += [f"\tMVM_NFIELDS = {len(FIELDS)}", "};", ""]

@@ -76,7 +76,7 @@ def format_outcome(o: Outcome) -> str:
 
 
 class _Machine:
-    __slots__ = ("buf", "budget", "out", "r", "slen", "soff")
+    __slots__ = ("budget", "buf", "out", "r", "slen", "soff")
 
     def __init__(self, buf: bytes, args: Sequence[int], budget: int) -> None:
         self.buf = buf
@@ -187,6 +187,12 @@ def _sub(vm, m, i, pc):
 @_h("ori")
 def _ori(vm, m, i, pc):
     m.r[i[1]] = _wrap(m.r[i[1]] | i[4])
+    return pc + 1
+
+
+@_h("andi")
+def _andi(vm, m, i, pc):
+    m.r[i[1]] = m.r[i[1]] & i[4]
     return pc + 1
 
 
@@ -349,6 +355,31 @@ def _setf(vm, m, i, pc):
 @_h("call")
 def _call(vm, m, i, pc):
     _HELPER_IMPLS[i[4]](vm, m)
+    return pc + 1
+
+
+@_h("sline")
+def _sline(vm, m, i, pc):
+    a, b = i[1], i[2]
+    data = m.sl(b)
+    lf = data.find(b"\n")
+    if lf < 0:
+        return i[5]
+    off = m.soff[b]
+    n = lf - 1 if lf > 0 and data[lf - 1] == 13 else lf
+    m.soff[b], m.slen[b] = off + lf + 1, m.slen[b] - lf - 1
+    m.soff[a], m.slen[a] = off, n
+    return pc + 1
+
+
+@_h("strim")
+def _strim(vm, m, i, pc):
+    a, cls = i[1], vm.p.consts[i[4]]
+    data = m.sl(a)
+    lo = _span(data, cls)
+    hi = len(data) - (_span(data[lo:][::-1], cls) if lo < len(data) else 0)
+    m.soff[a] += lo
+    m.slen[a] = hi - lo
     return pc + 1
 
 

@@ -57,6 +57,9 @@ void mvm_free(struct mvm_prog *p)
 	if (p->tables)
 		for (uint32_t i = 0; i < p->n_tables; i++)
 			free(p->tables[i].v);
+	if (p->consts)
+		for (uint32_t i = 0; i < p->n_consts; i++)
+			free(p->consts[i].cls);
 	free(p->code);
 	free(p->consts);
 	free(p->tables);
@@ -92,7 +95,14 @@ static int load_data(struct mvm_prog *p, struct rd *rp, char *err, size_t errlen
 		if (n > MVM_MAX_CONST_LEN)
 			return fail(err, errlen, "const %u too long (%u > %u)", i, n, MVM_MAX_CONST_LEN);
 		TAKE(b, n, "consts");
-		p->consts[i] = (struct mvm_bytes){ b, n };
+		p->consts[i] = (struct mvm_bytes){ b, n, NULL };
+		if (n == MVM_CLASS_LEN) {  /* byte lookups are faster than bit tests in scans */
+			p->consts[i].cls = malloc(256);
+			if (!p->consts[i].cls)
+				return fail(err, errlen, "out of memory");
+			for (int c = 0; c < 256; c++)
+				p->consts[i].cls[c] = b[c >> 3] >> (c & 7) & 1;
+		}
 	}
 	for (uint32_t i = 0; i < p->n_tables; i++) {
 		TAKE(b, 4, "tables");
