@@ -16,6 +16,8 @@ import miresga_http1
 import miresga_http2
 import miresga_policies
 from hyperframe.frame import GoAwayFrame
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from miresga_http2 import Http2Parser
 from miresga_http2.session import Http2Session
 
@@ -284,3 +286,27 @@ def test_malformed_headers_are_a_connection_error() -> None:
     d.pump()
     assert d.closed and not d.connects
     assert any(isinstance(e, h2.events.ConnectionTerminated) for e in d.client_events)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=4), st.booleans())
+def test_total_on_arbitrary_client_bytes(chunks: list[bytes], preface: bool) -> None:
+    """Any bytes from a client give actions, never an exception (bad input -> GOAWAY/4xx)."""
+    from miresga_http2.prototype import PREFACE
+
+    session, _ = make_session()
+    session.on_start(0.0)
+    if preface:
+        chunks = [PREFACE + chunks[0], *chunks[1:]]
+    for chunk in chunks:
+        assert isinstance(session.on_client_data(chunk, 0.0), list)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300))
+def test_total_on_arbitrary_backend_bytes(junk: bytes) -> None:
+    d = Driver()
+    d.request("/page")
+    (leg,) = d.connects
+    d.connect(leg)
+    d.run(d.s.on_backend_data(junk, 0.0, leg=leg))  # must not raise
