@@ -22,6 +22,9 @@ A session class that sets ``multiplexed = True`` names a backend *leg* in ``Conn
 ``SendBackend``, ``Release`` and ``HalfClose`` (``leg``, any int the session chooses), and
 the shell passes ``leg=<id>`` to ``on_backend_connected/failed/data/eof``. Sessions that do
 not set it use leg 0 implicitly and are called exactly as before (one leg at a time).
+A multiplexed session may pool a connection with its protocol state: ``Release(reuse=True,
+state=...)`` keeps ``state`` with the idle connection, and a later ``Connect(kind=...)`` of
+the same kind that gets it calls ``on_backend_connected(now, leg=..., state=...)``.
 """
 
 from __future__ import annotations
@@ -75,12 +78,15 @@ class Connect(Action):
     pool: str
     reuse: bool = True
     leg: int = 0
+    kind: str = "http1"  # idle connections are only reused by sessions asking the same kind
 
 
 @dataclass(slots=True)
 class Release(Action):
     reuse: bool
     leg: int = 0
+    state: Any = None  # protocol state kept with a pooled connection (HTTP/2: its h2 object)
+
 
 
 @dataclass(slots=True)

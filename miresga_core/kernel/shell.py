@@ -48,10 +48,11 @@ class ConnectionPool:
     """Idle keep-alive connections to backends, most recently used first."""
 
     def __init__(self) -> None:
-        self.idle: dict[Address, list[BackendConnection]] = {}
+        # keyed by (address, kind): an HTTP/2 connection must not serve an HTTP/1.1 session
+        self.idle: dict[tuple[Address, str], list[BackendConnection]] = {}
 
-    def take(self, address: Address) -> BackendConnection | None:
-        conns = self.idle.get(address)
+    def take(self, address: Address, kind: str = "http1") -> BackendConnection | None:
+        conns = self.idle.get((address, kind))
         while conns:
             conn = conns.pop()
             if conn.usable():
@@ -59,7 +60,7 @@ class ConnectionPool:
         return None
 
     def give(self, conn: BackendConnection) -> None:
-        conns = self.idle.setdefault(conn.address, [])
+        conns = self.idle.setdefault((conn.address, conn.kind), [])
         if len(conns) >= _MAX_IDLE_PER_BACKEND or not conn.usable():
             conn.close()
             return
@@ -67,7 +68,7 @@ class ConnectionPool:
         conns.append(conn)
 
     def forget(self, conn: BackendConnection) -> None:
-        conns = self.idle.get(conn.address)
+        conns = self.idle.get((conn.address, conn.kind))
         if conns and conn in conns:
             conns.remove(conn)
 
@@ -79,10 +80,13 @@ class ConnectionPool:
 
 
 class BackendConnection(asyncio.Protocol):
-    def __init__(self, address: Address, pool: ConnectionPool, leg: int = 0) -> None:
+    def __init__(self, address: Address, pool: ConnectionPool, leg: int = 0,
+                 kind: str = "http1") -> None:
         self.address = address
         self.pool = pool
         self.leg = leg
+        self.kind = kind
+        self.state: Any = None  # a multiplexed session's protocol state, while pooled
         self.owner: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -271,18 +275,20 @@ class ClientConnection(asyncio.Protocol):
     def _connect(self, action: Connect) -> None:
         self._flush()
         self._release(Release(reuse=False, leg=action.leg))
-        conn = self.pool.take(action.backend.address) if action.reuse else None
+        conn = self.pool.take(action.backend.address, action.kind) if action.reuse else None
         if conn is not None:
             conn.owner, conn.leg = self, action.leg
             self.legs[action.leg] = conn
-            self.queue.extend(self.session.on_backend_connected(time.monotonic(),
-                                                                **self._leg(action.leg)))
+            kw: dict[str, Any] = self._leg(action.leg)
+            if conn.state is not None:
+                kw["state"], conn.state = conn.state, None
+            self.queue.extend(self.session.on_backend_connected(time.monotonic(), **kw))
             return
-        self.connecting[action.leg] = self.loop.create_task(self._open(action.backend,
-                                                                       action.leg))
+        self.connecting[action.leg] = self.loop.create_task(
+            self._open(action.backend, action.leg, action.kind))
 
-    async def _open(self, backend: Backend, leg: int) -> None:
-        conn = BackendConnection(backend.address, self.pool, leg)
+    async def _open(self, backend: Backend, leg: int, kind: str = "http1") -> None:
+        conn = BackendConnection(backend.address, self.pool, leg, kind)
         conn.ready = False
         try:
             await self.loop.create_connection(lambda: conn, backend.address.host,
@@ -318,6 +324,7 @@ class ClientConnection(asyncio.Protocol):
         if conn is None:
             return
         if action.reuse and not self.tunnel:
+            conn.state = action.state
             self.pool.give(conn)
         else:
             conn.owner = None

@@ -128,6 +128,10 @@ backends = [{{ address = "127.0.0.1:21105" }}]
     assert curl("-o", "/dev/null", "-w", "%{http_code}", f"{base}/nowhere").stdout == "404"
     assert curl("-o", "/dev/null", "-w", "%{http_code}", f"{base}/down/x").stdout == "503"
     assert curl(f"{base}/up/b").stdout == "backend=only path=/up/b\n"  # still serving
+    # three client connections came and went: the one backend connection was pooled
+    out = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :21104 )"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert len(out.splitlines()) == 1, out
 
 
 @needs_curl

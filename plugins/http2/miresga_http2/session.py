@@ -112,6 +112,8 @@ class Leg:
     connected: bool = False
     dead: bool = False  # closed or failed: its streams were moved or reset
     goaway: bool = False  # the backend said GOAWAY: no new streams, old ones finish
+    reused: bool = False  # adopted from the worker's idle pool (may have gone stale)
+    heard: bool = False  # some byte came from the backend on this leg
     streams: dict[int, Stream] = field(default_factory=dict)  # backend stream id -> stream
     waiting: list[Stream] = field(default_factory=list)  # not opened yet
     last_stream: int | None = None  # from the backend's GOAWAY
@@ -266,7 +268,7 @@ class Http2Session:
             self.legs[leg.id] = leg
             self.by_backend[key] = leg
             out += [Timer(f"connect:{leg.id}", self.ctx.listener.timeouts.connect),
-                    Connect(routed.backend, routed.pool, reuse=False, leg=leg.id)]
+                    Connect(routed.backend, routed.pool, reuse=True, leg=leg.id, kind="h2")]
         st.leg = leg
         leg.waiting.append(st)
         self._open_waiting(leg)
@@ -274,10 +276,12 @@ class Http2Session:
 
     # ----------------------------------------------------------------- backend side
 
-    def on_backend_connected(self, now: float, leg: int = 0) -> list[Action]:
+    def on_backend_connected(self, now: float, leg: int = 0, state: Any = None) -> list[Action]:
         lg = self.legs.get(leg)
         if lg is None or self.closed:
-            return [Release(reuse=False, leg=leg)]
+            return [Release(reuse=state is not None, leg=leg, state=state)]
+        if state is not None:  # a pooled connection: its h2 state comes with it
+            lg.conn, lg.reused = state, True
         lg.connected = True
         self._open_waiting(lg)
         return [Timer(f"connect:{leg}", 0)] + self._flush()
@@ -293,6 +297,7 @@ class Http2Session:
         lg = self.legs.get(leg)
         if lg is None or lg.dead:
             return []
+        lg.heard = True
         try:
             events = lg.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -355,6 +360,10 @@ class Http2Session:
         lg.streams.clear()
         self.legs.pop(lg.id, None)
         out: list[Action] = [Timer(f"connect:{lg.id}", 0), Release(reuse=False, leg=lg.id)]
+        if lg.reused and not lg.heard:  # an idle pooled connection the backend had closed
+            for st in affected:
+                out += self._reroute_or_reset(st, lg, now, exclude=False)
+            return out
         if any(not s.answered for s in affected) and not self.closed:
             out.append(Log("warning", f"{self._who()}: {lg.backend.label}: {reason}"))
             pool = self.ctx.router.pools[lg.pool]
@@ -552,8 +561,18 @@ class Http2Session:
             ([SendClient(data)] if data else []) + self._close()
 
     def _close(self) -> list[Action]:
+        """Close the client; idle legs go to the worker's pool with their h2 state."""
         self.closed = True
-        out: list[Action] = [Release(reuse=False, leg=i) for i in self.legs]
+        out: list[Action] = []
+        for i, lg in self.legs.items():
+            idle = lg.connected and not (lg.dead or lg.goaway or lg.streams or lg.waiting)
+            if idle and lg.conn.open_outbound_streams == 0:
+                data = lg.conn.data_to_send()
+                if data:
+                    out.append(SendBackend(data, leg=i))
+                out.append(Release(reuse=True, leg=i, state=lg.conn))
+            else:
+                out.append(Release(reuse=False, leg=i))
         self.legs.clear()
         return out + [CloseClient()]
 

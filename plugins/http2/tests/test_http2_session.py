@@ -310,3 +310,37 @@ def test_total_on_arbitrary_backend_bytes(junk: bytes) -> None:
     (leg,) = d.connects
     d.connect(leg)
     d.run(d.s.on_backend_data(junk, 0.0, leg=leg))  # must not raise
+
+
+def test_idle_legs_are_pooled_with_their_h2_state() -> None:
+    d = Driver()
+    sid = d.request("/api/x")
+    (leg,) = d.connects
+    assert d.connects[leg].reuse and d.connects[leg].kind == "h2"
+    d.connect(leg)
+    (bsid,) = d.requests_at(leg)
+    d.respond(leg, bsid, b"done")
+    assert d.response(sid)[3]
+    actions = d.s.on_client_eof(0.0)
+    (release,) = [a for a in actions if isinstance(a, Release)]
+    assert release.reuse and release.state is not None and release.leg == leg
+    # a new client connection adopts it: its next stream id continues the old numbering
+    d2 = Driver()
+    d2.request("/api/y")
+    (leg2,) = d2.connects
+    d2.backends[leg2] = d.backends[leg]
+    d2.run(d2.s.on_backend_connected(0.0, leg=leg2, state=release.state))
+    d2.pump()
+    assert sorted(d2.requests_at(leg2)) == [bsid + 2]
+
+
+def test_stale_pooled_connection_is_not_a_backend_failure() -> None:
+    d = Driver()
+    d.request("/api/x")
+    (leg,) = d.connects
+    state = d.s.legs[leg].conn  # stands in for a pooled h2 state
+    d.backends[leg] = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    d.run(d.s.on_backend_connected(0.0, leg=leg, state=state))
+    d.run(d.s.on_backend_eof(0.0, leg=leg))  # closed before saying anything
+    assert d.pools["api"].passive_failures == [0]
+    assert len(d.connects) == 2  # the request goes out again on a new connection
