@@ -8,12 +8,17 @@ import subprocess
 
 import pytest
 
+from miresga_core.api import Address
+from miresga_core.cli_status import fetch_status
+
 pytestmark = pytest.mark.slow
 
 LB = 21080
 CONFIG = f"""
 [dataplane.kernel]
 workers = {{workers}}
+[admin]
+listen = "127.0.0.1:21190"
 [[listeners]]
 name = "h2"
 listen = "127.0.0.1:{LB}"
@@ -99,6 +104,14 @@ def test_h2load_multiplexed_streams(h2_setup, path: str) -> None:
                          timeout=60)
     assert "2000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
     assert "status codes: 2000 2xx" in out.stdout, out.stdout
+    # every stream went to the pool its path routes to (counted by the balancer's workers)
+    h2_setup.wait(21190)
+    doc = fetch_status(Address("127.0.0.1", 21190))
+    served: dict[str, int] = {}
+    for worker in doc["workers"]:
+        for key, n in worker["stats"]["h2"]["requests"].items():
+            served[key.split("/")[0]] = served.get(key.split("/")[0], 0) + n
+    assert served == {"api" if path.startswith("/api/") else "web": 2000}, served
 
 
 @needs_curl
