@@ -155,6 +155,7 @@ class Http2Session:
         self.legs: dict[int, Leg] = {}
         self.by_backend: dict[tuple[str, int], Leg] = {}
         self.next_leg = 1
+        self.timers: list[Action] = []  # armed/cancelled by helpers without an action list
         self.closed = False
         self.draining = False
 
@@ -311,6 +312,7 @@ class Http2Session:
         st = lg.streams.get(getattr(event, "stream_id", 0) or 0)
         if isinstance(event, h2.events.ResponseReceived) and st is not None:
             st.answered = True
+            self.timers.append(Timer(f"response:{st.csid}", 0))
             self.ctx.stats.count(f"{lg.pool}/{lg.backend.label}")
             self._client_call(st, self.client.send_headers, st.csid, event.headers)
             if event.stream_ended is not None:
@@ -435,6 +437,7 @@ class Http2Session:
             lg.conn.send_headers(st.bsid, st.headers, end_stream=end)
             st.sent = True
             st.up_done = end
+            self.timers.append(Timer(f"response:{st.csid}", self.ctx.listener.timeouts.response))
             self._flush_up(st)
 
     def _flush_up(self, st: Stream) -> None:
@@ -498,6 +501,8 @@ class Http2Session:
         if st.done:
             return
         st.done = True
+        if st.sent and not st.answered:
+            self.timers.append(Timer(f"response:{st.csid}", 0))
         self.streams.pop(st.csid, None)
         lg = st.leg
         if lg is not None:
@@ -523,6 +528,8 @@ class Http2Session:
         data = self.client.data_to_send()
         if data:
             out.insert(0, SendClient(data))
+        out += self.timers
+        self.timers = []
         return out + self._maybe_close()
 
     # ----------------------------------------------------------------- endings
@@ -542,6 +549,15 @@ class Http2Session:
     def on_timer(self, name: str, now: float) -> list[Action]:
         if name == "idle" and not self.streams and not self.closed:
             return self.drain()
+        if name.startswith("response:"):
+            st = self.streams.get(int(name[9:]))
+            if st is not None and not st.answered and not self.closed:
+                self.ctx.stats.status(504)
+                self._local(st.csid, 504, "backend response timeout")
+                self._finish(st, reset_backend=True)
+                return [Log("warning", f"{self._who()} stream {st.csid}: 504 backend "
+                                       f"response timeout")] + self._flush()
+            return []
         if name.startswith("connect:"):
             lg = self.legs.get(int(name[8:]))
             if lg is not None and not lg.connected:

@@ -344,3 +344,17 @@ def test_stale_pooled_connection_is_not_a_backend_failure() -> None:
     d.run(d.s.on_backend_eof(0.0, leg=leg))  # closed before saying anything
     assert d.pools["api"].passive_failures == [0]
     assert len(d.connects) == 2  # the request goes out again on a new connection
+
+
+def test_response_timeout_gives_504_and_cancels() -> None:
+    d = Driver()
+    sid = d.request("/page")
+    (leg,) = d.connects
+    d.connect(leg)
+    assert d.requests_at(leg)
+    d.run(d.s.on_timer(f"response:{sid}", 0.0))
+    d.pump()
+    assert d.response(sid)[0].get(":status") == "504"
+    assert any(isinstance(e, h2.events.StreamReset) for e in d.backend_events[leg])
+    sid2 = d.request("/page")  # the connection goes on
+    assert sid2 == sid + 2 and not d.closed
