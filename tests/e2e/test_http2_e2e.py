@@ -175,3 +175,65 @@ def procs_cmd() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "miresga_core.cli"]
+
+
+def test_backend_killed_under_http2_load(procs) -> None:
+    """One client connection, streams over legs: a killed backend costs no request after
+    the fall threshold, and it serves again after a restart."""
+    import time
+
+    from h2client import H2Client
+
+    backends = [procs.h2_backend(21110 + i, f"k{i}") for i in range(3)]
+    procs.lb(f"""
+[dataplane.kernel]
+workers = 1
+[admin]
+listen = "127.0.0.1:21191"
+[[listeners]]
+name = "h2"
+listen = "127.0.0.1:{LB + 3}"
+protocol = "http2"
+default_pool = "p"
+[pools.p]
+policy = "consistent-hash"
+options = {{ key = "path" }}  # a request field: every stream is routed on its own
+backends = [{{ address = "127.0.0.1:21110", name = "k0" }},
+            {{ address = "127.0.0.1:21111", name = "k1" }},
+            {{ address = "127.0.0.1:21112", name = "k2" }}]
+health = {{ kind = "tcp", interval = 0.2, timeout = 0.5, rise = 2, fall = 2 }}
+""", LB + 3)
+    client = H2Client(LB + 3)
+    failures_after, served_after, hits_dead = 0, 0, 0
+    warm = {client.get(f"/warm/{i}")[1]["x-backend"] for i in range(100)}
+    assert warm == {"k0", "k1", "k2"}  # one connection, streams spread over the backends
+    backends[1].kill()
+    backends[1].wait(5)
+    threshold = time.monotonic() + 2 * 0.2 + 0.5 + 0.5
+    deadline = time.monotonic() + 20
+    total_failures = sent = 0
+    while time.monotonic() < deadline and served_after < 300:
+        sent += 1
+        try:
+            status, headers, _ = client.get(f"/load/{sent}")
+            ok = status == 200
+        except (OSError, ConnectionError):
+            ok = False
+            client = H2Client(LB + 3)
+        total_failures += not ok
+        if time.monotonic() > threshold:
+            served_after += 1
+            failures_after += not ok
+            hits_dead += ok and headers.get("x-backend") == "k1"
+    print(f"http2: killed k1, {total_failures} failed streams in total, {failures_after} "
+          f"after the fall threshold, {served_after} served after it")
+    assert failures_after == 0 and hits_dead == 0 and served_after == 300
+    procs.h2_backend(21111, "k1")
+    seen: set[str] = set()
+    for _ in range(200):
+        seen.add(client.get(f"/again/{len(seen)}/{time.monotonic()}")[1].get("x-backend", ""))
+        if seen == {"k0", "k1", "k2"}:
+            break
+        time.sleep(0.01)
+    assert seen == {"k0", "k1", "k2"}
+    client.close()
