@@ -189,3 +189,34 @@ def test_generated_header_lists(extra, huffman: bool, pieces: int) -> None:
     assert isinstance(head, RequestHead), head
     # hpack encodes text as UTF-8; the parser gives bytes as latin-1 (as http1 does)
     assert list(head.headers) == [(k, v.encode().decode("latin-1")) for k, v in hdrs[4:]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.text("abcdefghij-", min_size=1, max_size=12),
+                          st.text("abc xyz/=;:.-", max_size=30)), max_size=10),
+       st.booleans(), st.sampled_from(["GET", "POST", "DELETE"]))
+def test_prototype_agrees_with_the_session_path(extra, huffman: bool, method: str) -> None:
+    """The prototype (oracle) and the terminating session (h2 decodes, stream_head builds)
+    give the same head for the first stream."""
+    import dataclasses
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    forbidden = ("te", "connection", "upgrade", "keep-alive", "proxy-connection",
+                 "transfer-encoding")
+    hdrs = [(":method", method), *REQ[1:4], *[(k, v.strip()) for k, v in extra
+                                               if k not in forbidden]]
+    data = frames(headers_frame(block(hdrs, huffman)))
+    oracle = parse_head(data)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                                  header_encoding=None))
+    server.initiate_connection()
+    events = server.receive_data(data)
+    (req,) = [e for e in events if isinstance(e, h2.events.RequestReceived)]
+    session_head = Http2Parser().stream_head(list(req.headers), req.stream_ended is not None)
+    assert isinstance(oracle, RequestHead) and isinstance(session_head, RequestHead)
+    strip = {"head_length": 0, "extra": {k: v for k, v in oracle.extra.items()
+                                         if k != "stream"}}
+    assert dataclasses.replace(oracle, **strip) == dataclasses.replace(session_head, **strip)
