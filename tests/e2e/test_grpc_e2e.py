@@ -133,3 +133,74 @@ def test_plugin_found_by_entry_point(procs) -> None:
     assert out.returncode == 0, out.stderr
     assert "grpc  (miresga-plugin-grpc 0.1.0)" in out.stdout, out.stdout
     assert "parsers: grpc, http1, http2" in out.stdout, out.stdout
+
+
+def test_grpc_health_check_kind(procs) -> None:
+    """The plugin's ``grpc`` health kind: NOT_SERVING takes a backend out, SERVING back."""
+    import time
+
+    from miresga_core.api import Address
+    from miresga_core.cli_status import fetch_status
+
+    serving = {"h1": True, "h2": True}
+
+    def make(port: int, name: str) -> grpc.Server:
+        def check(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return b"\x08\x01" if serving[name] else b"\x08\x02"  # SERVING / NOT_SERVING
+
+        def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return name.encode()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        server.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+                "Check": grpc.unary_unary_rpc_method_handler(check)}),
+            grpc.method_handlers_generic_handler("test.Alpha", {
+                "Unary": grpc.unary_unary_rpc_method_handler(unary)})))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        return server
+
+    servers = [make(21211, "h1"), make(21212, "h2")]
+    try:
+        procs.lb(f"""
+[dataplane.kernel]
+workers = 1
+[admin]
+listen = "127.0.0.1:21290"
+[[listeners]]
+name = "grpc"
+listen = "127.0.0.1:{LB + 10}"
+protocol = "grpc"
+[[listeners.routes]]
+pool = "alpha"
+match = {{ grpc_service = "test.Alpha" }}
+[pools.alpha]
+backends = [{{ address = "127.0.0.1:21211", name = "h1" }},
+            {{ address = "127.0.0.1:21212", name = "h2" }}]
+health = {{ kind = "grpc", interval = 0.2, timeout = 0.5, rise = 2, fall = 2 }}
+""", LB + 10)
+        procs.wait(21290)
+
+        def up(name: str) -> bool:
+            doc = fetch_status(Address("127.0.0.1", 21290))
+            return next(b["up"] for b in doc["pools"]["alpha"] if b["backend"] == name)
+
+        def wait_for(name: str, state: bool) -> None:
+            deadline = time.monotonic() + 10
+            while up(name) != state:
+                assert time.monotonic() < deadline, f"{name} never became {state}"
+                time.sleep(0.05)
+
+        with grpc.insecure_channel(f"127.0.0.1:{LB + 10}") as channel:
+            call = channel.unary_unary("/test.Alpha/Unary")
+            assert {call(b"", timeout=10) for _ in range(10)} == {b"h1", b"h2"}
+            serving["h1"] = False
+            wait_for("h1", False)
+            assert {call(b"", timeout=10) for _ in range(20)} == {b"h2"}
+            serving["h1"] = True
+            wait_for("h1", True)
+            assert {call(b"", timeout=10) for _ in range(10)} == {b"h1", b"h2"}
+    finally:
+        for server in servers:
+            server.stop(0)

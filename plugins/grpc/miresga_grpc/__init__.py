@@ -8,7 +8,8 @@ A third-party plugin: it uses only the public plugin API (``miresga_core`` expor
 * every request must carry a gRPC content type (``application/grpc``, optionally
   ``+proto``/``+json``/``;...``), else it is refused with 415 on its stream;
 * everything else (per-call routing over one client connection, flow control, trailers) is
-  the http2 plugin's terminating session.
+  the http2 plugin's terminating session;
+* a ``grpc`` active health check kind (health.py): the standard grpc.health.v1 Check call.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from miresga_http2 import Http2Parser
 
 from miresga_core import FieldSpec, NeedMore, Reject, RequestHead, hookimpl
 
-__all__ = ["GrpcParser", "grpc_fields", "is_grpc_content_type"]
+from .health import GrpcHealthCheck
+
+__all__ = ["GrpcHealthCheck", "GrpcParser", "grpc_fields", "is_grpc_content_type"]
 
 
 def is_grpc_content_type(value: str | None) -> bool:
@@ -73,3 +76,8 @@ def _grpc_head(head: RequestHead) -> RequestHead | Reject:
 @hookimpl
 def miresga_add_parsers() -> list[type[Any]]:
     return [GrpcParser]
+
+
+@hookimpl
+def miresga_add_health_checks() -> list[type[Any]]:
+    return [GrpcHealthCheck]

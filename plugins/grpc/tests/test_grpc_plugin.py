@@ -92,3 +92,21 @@ def test_config_routes_on_grpc_fields() -> None:
     assert match_route(config.listeners[0].routes, head) is route
     with pytest.raises(ConfigError, match="unknown match field 'grpc_svc'"):
         parse_config(CONFIG.replace("grpc_service", "grpc_svc"), reg)
+
+
+def test_health_messages() -> None:
+    from miresga_grpc.health import decode_status, encode_request
+
+    assert encode_request("") == b"\x00\x00\x00\x00\x00"
+    assert encode_request("a.B") == b"\x00\x00\x00\x00\x05\x0a\x03a.B"
+    assert decode_status(b"\x00\x00\x00\x00\x02\x08\x01") == 1
+    assert decode_status(b"\x00\x00\x00\x00\x02\x08\x02") == 2
+    assert decode_status(b"\x00\x00\x00\x00\x00") == 0  # proto3 default: UNKNOWN
+    assert decode_status(b"\x01\x00\x00\x00\x02\x08\x01") is None  # compressed
+    assert decode_status(b"") is None
+    with pytest.raises(ValueError):
+        encode_request("x" * 200)
+
+
+def test_health_kind_registered() -> None:
+    assert registry().health_checks["grpc"].kind == "grpc"
