@@ -59,8 +59,10 @@ _STREAM_ERRORS = (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, 
 
 
 def _connection(client_side: bool, start: bool = True) -> h2.connection.H2Connection:
+    # what is sent on was validated when it came in (or is ours): skip h2's outbound checks
     conn = h2.connection.H2Connection(h2.config.H2Configuration(
-        client_side=client_side, header_encoding=None, validate_inbound_headers=True))
+        client_side=client_side, header_encoding=None, validate_inbound_headers=True,
+        validate_outbound_headers=False, normalize_outbound_headers=False))
     values = dict(_SETTINGS)
     if client_side:
         values[h2.settings.SettingCodes.ENABLE_PUSH] = 0
