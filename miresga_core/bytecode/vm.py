@@ -383,6 +383,20 @@ def _strim(vm, m, i, pc):
     return pc + 1
 
 
+@_h("lookupi")
+def _lookupi(vm, m, i, pc):
+    names = vm.words[i[4]]
+    key = m.sl(i[2]).translate(_LOWER)
+    m.r[i[1]] = names.index(key) if key in names else -1
+    return pc + 1
+
+
+@_h("jnall")
+def _jnall(vm, m, i, pc):
+    data = m.sl(i[1])
+    return i[5] if _span(data, vm.p.consts[i[4]]) != len(data) else pc + 1
+
+
 def _hdr_find(vm: PyVM, m: _Machine) -> None:
     m.soff[0], m.slen[0] = 0, 0
     k = m.r[1]
@@ -421,11 +435,14 @@ class PyVM:
 
     p: Program
     code: list[tuple[int, ...]] = field(init=False)
+    words: dict[int, list[bytes]] = field(init=False)
     kind: str = "python"
 
     def __post_init__(self) -> None:
         verify(self.p)
         self.code = [(i.op, i.a, i.b, i.c, i.imm, i.j) for i in self.p.code]
+        # lookupi word lists, lower-cased once (a list keeps the first position of a name)
+        self.words = {k: c.translate(_LOWER).split(b"\0") for k, c in enumerate(self.p.consts)}
 
     def halt(self, m: _Machine, kind: str, decision: int = -1) -> Outcome:
         head_len, framing, clen, flags, backend = m.out

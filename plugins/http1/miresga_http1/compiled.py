@@ -182,32 +182,40 @@ class _Http1:
         b.stake(self.name, self.line, t1)
         b.addi(t1, 1)
         b.sdrop(self.value, self.line, t1)
-        b.spanc(t1, self.value, VALUE)
-        b.slen(t2, self.value)
-        b.jne(t1, t2, self.bad)
+        b.jnall(self.value, VALUE, self.bad)
         self.strip(self.value, OWS)
         nxt = b.label("next-line")
-        # name dispatch: one compare per name; the handlers sit out of line
-        blocks = [(name, reg, None) for name, reg in wanted.items()]
+        # name dispatch: one lookupi over all names; the handlers sit out of line. A
+        # wanted name that is not a token never matches a valid line: left out.
+        Handler = Callable[[object], None] | None
+        blocks: list[tuple[str, object, Handler]] = [
+            (name, reg, None) for name, reg in wanted.items()]
         blocks += [(name, None, handler) for name, handler in (
             ("host", self.on_host), ("content-length", self.on_content_length),
             ("transfer-encoding", self.on_transfer_encoding),
             ("connection", self.on_connection), ("upgrade", self.on_upgrade),
             ("expect", self.on_expect))]
-        labels = []
+        names: list[str] = []
         for name, _, _ in blocks:
-            labels.append(b.label(name))
-            b.jseqi(self.name, name.encode("latin-1"), labels[-1])
-        b.jmp(nxt)
-        for (name, reg, handler), label in zip(blocks, labels, strict=True):
-            b.place(label)
+            if name not in names and all(c in TCHAR.members for c in name.encode("latin-1")):
+                names.append(name)
+        labels = {name: b.label(name) for name in names}  # names is never empty
+        b.lookupi(t1, self.name, "\0".join(names).encode("latin-1"))
+        b.jlti(t1, 0, nxt)
+        for i, name in enumerate(names[:-1]):
+            b.jeqi(t1, i, labels[name])
+        b.jmp(labels[names[-1]])
+        for name, reg, handler in blocks:
+            if (reg is None and name in wanted) or name not in labels:
+                continue  # runs from the wanted header's block, or can never match
+            b.place(labels[name])
             if reg is not None:
                 self.first(reg, self.value)
                 # a wanted header may also be one the parser itself looks at
                 for other, _, h in blocks:
                     if other == name and h is not None:
                         h(nxt)
-            else:
+            elif handler is not None:
                 handler(nxt)
             b.jmp(nxt)
         b.place(nxt)
