@@ -11,8 +11,8 @@ from pathlib import Path
 
 from miresga_core.bytecode.opcodes import FIELDS, HELPERS, OPCODES, Kind
 from miresga_core.bytecode.program import Decision, Insn, Program
-from miresga_core.bytecode.verifier import verify
 from miresga_core.bytecode.vectors import run_mvm
+from miresga_core.bytecode.verifier import verify
 from miresga_core.bytecode.vm import PyVM, format_outcome
 
 CONSTS = [b"", b"a", b"\r\n", b"GET", b"get", b"/api/", b"host\x00x-a\x00\x00GET",
