@@ -81,8 +81,12 @@ class _Machine:
     def __init__(self, buf: bytes, args: Sequence[int], budget: int) -> None:
         self.buf = buf
         self.r = [0] * LIMITS["NREGS"]
-        for i, v in enumerate(args[:LIMITS["NARGS"]]):
-            self.r[i] = _wrap(v)
+        if len(args) > LIMITS["NARGS"]:
+            raise ValueError(f"at most {LIMITS['NARGS']} args")
+        for i, v in enumerate(args):
+            if not -(1 << 63) <= v <= _INT64_MAX:
+                raise ValueError(f"arg {i} does not fit in int64")
+            self.r[i] = v
         self.soff = [0] * LIMITS["NSREGS"]
         self.slen = [0] * LIMITS["NSREGS"]
         self.slen[0] = len(buf)

@@ -177,3 +177,13 @@ def test_cli_compile_prints_listing_and_size(tmp_path: Path, capsys) -> None:
     assert "; listener web" in out and "route d2" in out
     size = (tmp_path / "web.mvm").stat().st_size
     assert f"program size {size} bytes" in out
+
+
+def test_both_vms_refuse_bad_args_the_same_way() -> None:
+    p = compile_parser(Http1Parser())
+    runners = [PyVM(p)] + ([native.CVM(p)] if native.available() else [])
+    for runner in runners:
+        with pytest.raises(ValueError, match="at most 4 args"):
+            runner.run(b"", (1, 2, 3, 4, 5))
+        with pytest.raises((ValueError, OverflowError)):
+            runner.run(b"", (1 << 63,))
