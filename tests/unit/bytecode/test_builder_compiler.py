@@ -187,3 +187,15 @@ def test_both_vms_refuse_bad_args_the_same_way() -> None:
             runner.run(b"", (1, 2, 3, 4, 5))
         with pytest.raises((ValueError, OverflowError)):
             runner.run(b"", (1 << 63,))
+
+
+def test_cli_compile_unknown_listener_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(CONFIG)
+    proc = subprocess.run([sys.executable, "-m", "miresga_core.cli", "compile", "-c", str(cfg),
+                           "--listener", "nope"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 2
+    assert "no listener named 'nope'" in proc.stderr and "Traceback" not in proc.stderr
