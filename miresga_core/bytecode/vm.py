@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .opcodes import FIELDS, HELPER_BY_NAME, LIMITS, OP_BY_NAME, OPCODES
 from .program import Program
@@ -41,9 +41,9 @@ def fnv1a(data: bytes) -> int:
 _LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a run decided. ``kind`` is route | needmore | reject | error."""
+class Outcome(NamedTuple):
+    """What a run decided. ``kind`` is route | needmore | reject | error. A NamedTuple: the
+    data plane builds one per request, and tuple construction is the cheapest there is."""
 
     kind: str
     decision: int = -1
