@@ -79,15 +79,17 @@ control OffloadReverse(inout header_t hdr, inout ingress_metadata_t meta)
             hdr.tcp.dst_port  : exact @name("client_port");
             hdr.tcp.src_port  : exact @name("backend_port");
         }
-        actions = { to_client; @defaultonly backend_old; }
-        default_action = backend_old();
+        actions = { to_client; @defaultonly NoAction; }
+        default_action = NoAction();
         size = flows;
     }
 
     apply {
         backend_addr.apply();
         if (meta.from_backend == 1w1) {
-            offload_rev.apply();
+            if (!offload_rev.apply().hit) {
+                backend_old();
+            }
         }
     }
 }

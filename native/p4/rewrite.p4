@@ -21,13 +21,15 @@ control BackendRewrite(inout header_t hdr, inout ingress_metadata_t meta)(bit<32
     @name(".backend")
     table backend {
         key = { meta.backend : exact @name("index"); }
-        actions = { set_backend_addr; @defaultonly no_backend; }
-        default_action = no_backend();
+        actions = { set_backend_addr; @defaultonly NoAction; }
+        default_action = NoAction();
         size = backends;
     }
 
     apply {
-        backend.apply();
+        if (!backend.apply().hit) {
+            no_backend();
+        }
     }
 }
 

@@ -85,8 +85,8 @@ control Steering(inout header_t hdr, inout ingress_metadata_t meta)
     @name(".frontend")
     table frontend {
         key = { meta.frontend : exact @name("index"); }
-        actions = { set_frontend_addr; @defaultonly no_frontend; }
-        default_action = no_frontend();
+        actions = { set_frontend_addr; @defaultonly NoAction; }
+        default_action = NoAction();
         size = frontends;
     }
 
@@ -146,7 +146,9 @@ control Steering(inout header_t hdr, inout ingress_metadata_t meta)
             } else {
                 lb_index_1.apply();
             }
-            frontend.apply();
+            if (!frontend.apply().hit) {
+                no_frontend();
+            }
         }
     }
 }

@@ -107,7 +107,7 @@ class Machine:
         self.trace.append(act.cp_name or name)
         self._block(act.body, inner)
 
-    def _table(self, frame: _Frame, name: str) -> None:
+    def _table(self, frame: _Frame, name: str) -> bool:
         assert frame.control is not None
         tb = frame.control.tables[name]
         keys = {(k.cp_name or repr(k.expr)): self.eval(k.expr, frame)[0] for k in tb.keys}
@@ -120,12 +120,13 @@ class Machine:
                 raise P4Error(f"{tb.where}: table {name} has no action {action!r}")
             act = frame.control.actions[action]
             self._action(frame, action, [params[p.name] for p in act.params])
-            return
+            return True
         d = tb.default_action
         if d[0] == "call":
             self._action(frame, d[1][1], [self.eval(a, frame)[0] for a in d[2]])
         elif d[0] == "name" and d[1] != "NoAction":
             self._action(frame, d[1], [])
+        return False
 
     # ---- statements
 
@@ -231,7 +232,7 @@ class Machine:
             if self.hashes is None:
                 raise P4Error(f"{inst.where}: hash {inst.name} used but no hash function given")
             w = self.prog.width(inst.type_args[0])
-            return self.hashes(inst.name, [v for v, _ in vals[0][1]]) & ((1 << w) - 1), w
+            return self.hashes(inst.name, [v for v, _ in vals[0][0]]) & ((1 << w) - 1), w
         if inst.type_name == "Counter" and method == "count":
             self.counted.append((inst.cp_name or inst.name, vals[0][0]))
             return 0, None
@@ -276,6 +277,14 @@ class Machine:
                 return self.eval(cexpr, frame)[0] & ((1 << w) - 1), w
             path, typ = self._path(e, frame)
             return self.values.get(path, 0), self.prog.width(typ)
+        if kind == "member" and e[1][0] == "call" and e[2] in ("hit", "miss"):
+            callee = e[1][1]
+            ctl = frame.control
+            if (callee[0] != "member" or callee[2] != "apply" or ctl is None
+                    or callee[1][0] != "name" or callee[1][1] not in ctl.tables):
+                raise P4Error(f".{e[2]} of something that is not a table apply")
+            hit = self._table(frame, callee[1][1])
+            return int(hit == (e[2] == "hit")), 1
         if kind in ("member", "index"):
             path, typ = self._path(e, frame)
             return self.values.get(path, 0), self.prog.width(typ)
