@@ -25,6 +25,7 @@ The fake also runs packets: ``FakeSwitch.run_ingress`` executes the P4 ingress c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import types
 from collections.abc import Iterable, Iterator
@@ -308,8 +309,7 @@ class FakeSwitch:
     bound: str | None = None
 
     def __post_init__(self) -> None:
-        self.prog = p4parse.load(self.top, self.target)
-        self.cp = control_plane(self.prog)
+        self.prog, self.cp = _compiled(Path(self.top), self.target)
         for name, t in self.cp.items():
             if t.kind == "match":
                 self.entries[name] = {}
@@ -464,6 +464,13 @@ class FakeSwitch:
             p, b = self.counters.get(index, (0, 0))
             self.counters[index] = (p + 1, b + length)
         return m
+
+
+@functools.cache
+def _compiled(top: Path, target: int) -> tuple[Any, dict[str, CpTable]]:
+    # parsed once per source tree; tests that mutate sources use their own copy's path
+    prog = p4parse.load(top, target)
+    return prog, control_plane(prog)
 
 
 def _default_hash(name: str, values: list[int]) -> int:

@@ -18,6 +18,7 @@ and deparsers are not executed (tests set the parsed headers directly).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,13 @@ TNA_STRUCTS: dict[str, list[tuple[str, int]]] = {
     "ingress_intrinsic_metadata_for_tm_t": [("ucast_egress_port", 9), ("bypass_egress", 1)],
     "ingress_intrinsic_metadata_for_deparser_t": [("drop_ctl", 3), ("digest_type", 3)],
 }
+
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le, ">=": operator.ge}
+_ARITH: dict[str, Callable[[int, int], int]] = {
+    "+": operator.add, "-": operator.sub, "^": operator.xor, "&": operator.and_,
+    "|": operator.or_, "<<": operator.lshift, ">>": operator.rshift, "*": operator.mul}
 
 TableFn = Callable[[dict[str, int]], "tuple[str, dict[str, int]] | None"]
 
@@ -317,14 +325,12 @@ class Machine:
             return (x << wb) | y, wa + wb
         if op in ("&&", "||"):
             return int(bool(x) and bool(y) if op == "&&" else bool(x) or bool(y)), 1
-        compare = {"==": x == y, "!=": x != y, "<": x < y, ">": x > y, "<=": x <= y,
-                   ">=": x >= y}
-        if op in compare:
-            return int(compare[op]), 1
-        w = wa if wa is not None else wb
-        mask = (1 << w) - 1 if w is not None else -1
-        ops = {"+": x + y, "-": x - y, "^": x ^ y, "&": x & y, "|": x | y, "<<": x << y,
-               ">>": x >> y, "*": x * y}
-        if op not in ops:
+        if op in _COMPARE:
+            return int(_COMPARE[op](x, y)), 1
+        if op not in _ARITH:
             raise P4Error(f"operator {op} not supported")
-        return ops[op] & mask, w
+        w = wa if wa is not None else wb
+        if op == "<<" and w is not None and y >= w:
+            return 0, w  # every bit shifted out (and no huge intermediate)
+        value = _ARITH[op](x, y)
+        return (value & ((1 << w) - 1) if w is not None else value), w
