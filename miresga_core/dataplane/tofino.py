@@ -27,6 +27,10 @@ SLOT_SHIFT)`` from the switch's 48-bit nanosecond global timestamp, which bfrt_g
 not expose. The caller gives ``switch_clock_ns`` (a function that returns it, e.g. from
 ``bf_ts_global_ts_value_get`` in the switch's own shell); without it ``set_cookie_secret``
 refuses with an explanation (docs/tofino.md).
+
+Everything above the primitives (VIPs, routes, front-end changes, cookie secrets) is the
+shared ``SwitchDriver`` logic (driver.py); this module adds batched offload bursts
+(``offload_update``) and secret rotation.
 """
 
 from __future__ import annotations
@@ -36,23 +40,13 @@ import importlib
 import ipaddress
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import cookie
 from . import names
-from .schema import (
-    COUNTERS,
-    LB_BUCKETS,
-    SCHEMA,
-    Field,
-    Kind,
-    OffloadModeId,
-    SwitchDriver,
-    Table,
-    table,
-)
+from .driver import SwitchDriver
+from .schema import COUNTERS, SCHEMA, Field, Kind, OffloadModeId, Table, table
 
 __all__ = ["PROGRAM", "TofinoError", "TofinoSwitch", "TofinoUnavailable", "import_bfrt"]
 
@@ -60,6 +54,7 @@ PROGRAM = "miresga"  # the P4 program name given to bf-p4c / p4_build.sh
 _STAMP_BITS = 48  # Tofino global timestamp width
 
 Key = tuple[tuple[int, int | None], ...]  # shadow key: (value, prefix_len) per key field
+_SHADOWED = (Kind.HASH, Kind.LPM, Kind.INDEX, Kind.SINGLETON)
 
 
 class TofinoUnavailable(RuntimeError):
@@ -124,12 +119,11 @@ class TofinoSwitch(SwitchDriver):
     def __init__(self, grpc_addr: str = "localhost:50052", *, program: str = PROGRAM,
                  device_id: int = 0, client_id: int = 0, pipe_id: int = 0xFFFF,
                  bfrt: Any = None, switch_clock_ns: Callable[[], int] | None = None,
-                 wall_clock_ns: Callable[[], int] = time.time_ns, clear: bool = True) -> None:
+                 clear: bool = True) -> None:
         gc = bfrt if bfrt is not None else import_bfrt()
         self._gc = gc
         self._rollback = gc.bfruntime_pb2.WriteRequest.ROLLBACK_ON_ERROR
         self._switch_clock = switch_clock_ns
-        self._wall_clock = wall_clock_ns
         try:
             self._iface = gc.ClientInterface(grpc_addr, client_id=client_id,
                                              device_id=device_id)
@@ -148,8 +142,7 @@ class TofinoSwitch(SwitchDriver):
                                       f"switch running native/p4? ({exc})") from exc
         self._shadow: dict[str, dict[Key, dict[str, int]]] = {
             t.name: {} for t in SCHEMA
-            if "tofino" in t.targets and t.kind in (Kind.HASH, Kind.LPM, Kind.INDEX)}
-        self._lb = (0, False)
+            if "tofino" in t.targets and t.kind in _SHADOWED}
         self._secrets: cookie.CookieSecrets | None = None
         if clear:
             self._clear()
@@ -234,8 +227,7 @@ class TofinoSwitch(SwitchDriver):
             data = self._make_data(t, params)
             self._rpc(t, "default_entry_set", 1,
                       lambda: self._tables[t.name].default_entry_set(self._target, data))
-            if t.name == names.LB_CONTROL:
-                self._lb = (params["active"], bool(params["changing"]))
+            self._shadow[t.name] = {(): params}
             return 1
         if t.kind is Kind.REGISTER:
             return self._write_register(t, entries)
@@ -294,18 +286,26 @@ class TofinoSwitch(SwitchDriver):
                 del shadow[k]
         return len(present)
 
-    def read(self, table_name: str, key: Mapping[str, Any]) -> dict[str, int] | None:
-        """What the driver last wrote for ``key`` (its shadow), or None."""
+    def read(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What the driver last wrote for ``key`` (its shadow), or None. Registers and
+        counters are the data plane's: read them with ``counters`` (or bfrt directly)."""
         t = self._table(table_name)
+        if t.kind not in _SHADOWED:
+            raise ValueError(f"{table_name}: a {t.kind.value} is not read through read()")
+        if t.kind is Kind.SINGLETON:
+            if dict(key) not in ({}, {"index": 0}):
+                raise ValueError(f"{table_name}: a singleton's key is {{}} or {{'index': 0}}")
+            return self._shadow[t.name].get(())
         return self._shadow[t.name].get(self._key(t, key))
 
     def _clear(self) -> None:
         """Start from empty tables: delete every entry, zero the Bloom filter."""
         for name in self._shadow:
             t = table(name)
-            self._rpc(t, "entry_del(all)", 0,
-                      lambda name=name: self._tables[name].entry_del(self._target))
-        self._clear_bloom()
+            if t.kind is not Kind.SINGLETON:
+                self._rpc(t, "entry_del(all)", 0,
+                          lambda name=name: self._tables[name].entry_del(self._target))
+        self.clear_bloom()
         self.write(names.LB_CONTROL, [({}, {"active": 0, "changing": 0})])
 
     # ------------------------------------------------------------------ offloads
@@ -354,56 +354,24 @@ class TofinoSwitch(SwitchDriver):
     def offload_remove(self, client: tuple[str, int], vip: tuple[str, int]) -> None:
         self.offload_update(remove=[(client, vip)])
 
-    # ------------------------------------------------------------------ front-ends
+    # ------------------------------------------------------------------ cookies
 
-    def lb_state(self) -> tuple[int, bool]:
-        return self._lb
-
-    def set_frontends(self, buckets: Sequence[int], *, drain: bool = True) -> None:
-        if len(buckets) != LB_BUCKETS:
-            raise ValueError(f"{len(buckets)} buckets given, the lb_index has {LB_BUCKETS}")
-        active, changing = self._lb
-        if changing:
-            raise ValueError("a front-end change is running: finish_change() first")
-        target = active ^ 1 if drain else active
-        name = (names.LB_INDEX_0, names.LB_INDEX_1)[target]
-        self.write(name, [({"bucket": i}, {"frontend": fe}) for i, fe in enumerate(buckets)])
-        if drain:
-            self._clear_bloom()
-            self.write(names.LB_CONTROL, [({}, {"active": active, "changing": 1})])
-
-    def finish_change(self) -> None:
-        active, changing = self._lb
-        if not changing:
-            raise ValueError("no front-end change is running")
-        self.write(names.LB_CONTROL, [({}, {"active": active ^ 1, "changing": 0})])
-        self._clear_bloom()
-
-    def _clear_bloom(self) -> None:
-        t = table(names.BLOOM)
-        self._write_register(t, [({"index": i}, {"bits": 0}) for i in range(t.size)])
-
-    # ------------------------------------------------------------------ cookies, counters
-
-    def set_cookie_secret(self, current: bytes, previous: bytes | None = None) -> None:
+    def switch_clock_ns(self) -> int:
+        """The switch's 48-bit global timestamp, from the function given at construction."""
         if self._switch_clock is None:
             raise TofinoError(
-                "set_cookie_secret needs switch_clock_ns: the cookie slot is computed from "
-                "the switch's global timestamp, which bfrt_grpc cannot read (docs/tofino.md)")
-        entries = [({"index": 0}, dict(zip(("k0", "k1"), cookie.key_words(current),
-                                           strict=True)))]
-        if previous is not None:
-            entries.append(({"index": 1}, dict(zip(("k0", "k1"), cookie.key_words(previous),
-                                                   strict=True))))
-        self.write(names.COOKIE_SECRET, entries)
+                "the cookie clock needs switch_clock_ns: the slot is computed from the "
+                "switch's global timestamp, which bfrt_grpc cannot read (docs/tofino.md)")
+        return self._switch_clock() & ((1 << _STAMP_BITS) - 1)
+
+    def set_cookie_secret(self, current: bytes, previous: bytes | None = None) -> None:
+        self.switch_clock_ns()  # refuse before writing anything when there is no clock
+        super().set_cookie_secret(current, previous)
         self._secrets = cookie.CookieSecrets(current, previous)
-        stamp = self._switch_clock() & ((1 << _STAMP_BITS) - 1)
-        base_slot, base_ns = cookie.clock_base(stamp, self._wall_clock())
-        self.write(names.COOKIE_CLOCK, [({}, {"base_slot": base_slot & 0xFFFFFFFF,
-                                              "base_ns": base_ns})])
 
     def rotate_cookie_secret(self, new: bytes | None = None) -> cookie.CookieSecrets:
-        """Make a new key current (random unless given); the old one stays as previous."""
+        """Make a new key current (random unless given); the old one stays as previous.
+        Also re-aligns the cookie clock, well within the 48-bit timestamp's 3.26 days."""
         if self._secrets is None:
             raise TofinoError("no cookie secret set yet: call set_cookie_secret first")
         secrets = self._secrets.rotate(new)

@@ -112,6 +112,7 @@ control Cookie(inout header_t hdr,
     action ws_none()  { meta.ws_code = WSCALE_NONE; }
     action ws_clamp() { meta.ws_code = 4w14; }
     action ws_copy()  { meta.ws_code = hdr.opt_ws.shift[3:0]; }
+    action no_secret() { meta.outcome = CTR_SYN_NOSECRET; }
     action sack_yes() { meta.sack = 1w1; }
     action sack_no()  { meta.sack = 1w0; }
 
@@ -207,33 +208,38 @@ control Cookie(inout header_t hdr,
         if (!hdr.sip.isValid()) {
             cookie_secret.apply();
             cookie_clock.apply();
-            slot_delta();
-            slot_add();
-            if (!hdr.opt_mss.isValid()) {
-                mss_class_0();
-            } else if (hdr.opt_mss.mss >= MSS_CLASS_3) {
-                mss_class_3();
-            } else if (hdr.opt_mss.mss >= MSS_CLASS_2) {
-                mss_class_2();
-            } else if (hdr.opt_mss.mss >= MSS_CLASS_1) {
-                mss_class_1();
+            if (meta.sip_k0 == 32w0 && meta.sip_k1 == 32w0) {
+                // the all-zero key means "no secret set yet": never sign with it
+                no_secret();
             } else {
-                mss_class_0();
+                slot_delta();
+                slot_add();
+                if (!hdr.opt_mss.isValid()) {
+                    mss_class_0();
+                } else if (hdr.opt_mss.mss >= MSS_CLASS_3) {
+                    mss_class_3();
+                } else if (hdr.opt_mss.mss >= MSS_CLASS_2) {
+                    mss_class_2();
+                } else if (hdr.opt_mss.mss >= MSS_CLASS_1) {
+                    mss_class_1();
+                } else {
+                    mss_class_0();
+                }
+                if (!hdr.opt_ws.isValid()) {
+                    ws_none();
+                } else if (hdr.opt_ws.shift > WSCALE_MAX) {
+                    ws_clamp();
+                } else {
+                    ws_copy();
+                }
+                if (hdr.opt_sack_perm.isValid()) {
+                    sack_yes();
+                } else {
+                    sack_no();
+                }
+                sip_init();
+                recirculate();
             }
-            if (!hdr.opt_ws.isValid()) {
-                ws_none();
-            } else if (hdr.opt_ws.shift > WSCALE_MAX) {
-                ws_clamp();
-            } else {
-                ws_copy();
-            }
-            if (hdr.opt_sack_perm.isValid()) {
-                sack_yes();
-            } else {
-                sack_no();
-            }
-            sip_init();
-            recirculate();
         } else {
             if (hdr.sip.pass == SIP_PASS_W0) {
                 msg_w0();

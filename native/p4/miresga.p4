@@ -148,6 +148,7 @@ control SwitchIngress(inout header_t hdr,
         } else if (meta.recirc == 1w1) {
             ig_tm_md.ucast_egress_port = RECIRC_PORT;
         } else if (meta.outcome == CTR_MALFORMED || meta.outcome == CTR_SYN_BAD ||
+                   meta.outcome == CTR_SYN_NOSECRET ||
                    meta.outcome == CTR_NO_FRONTEND || meta.outcome == CTR_NO_BACKEND) {
             ig_dprsr_md.drop_ctl = 3w1;
         } else if (hdr.ipv4.isValid()) {

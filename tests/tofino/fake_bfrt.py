@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 P4_TOP = ROOT / "native" / "p4" / "miresga.p4"
 PROGRAM = "miresga"
 
-__all__ = ["FakeSwitch", "FakeRpcError"]
+__all__ = ["FakeRpcError", "FakeSwitch"]
 
 
 class FakeRpcError(Exception):

@@ -25,7 +25,7 @@ from typing import Any
 
 from p4parse import Control, P4Error, Param, Program
 
-__all__ = ["Machine", "TNA_STRUCTS", "const_eval"]
+__all__ = ["TNA_STRUCTS", "Machine", "const_eval"]
 
 #: widths of the TNA intrinsic metadata fields native/p4 uses (from the TNA documentation)
 TNA_STRUCTS: dict[str, list[tuple[str, int]]] = {

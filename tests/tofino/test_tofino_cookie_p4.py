@@ -68,7 +68,7 @@ def test_p4_cookie_equals_golden_vectors(vec):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=st.binary(min_size=8, max_size=8),
+@given(key=st.binary(min_size=8, max_size=8).filter(any),
        client=st.integers(1, 2**32 - 1), cport=st.integers(1, 65535),
        vport=st.integers(1, 65535), slot=st.integers(0, 2**32 - 1),
        mss=st.one_of(st.none(), st.integers(0, 65535)),
@@ -88,7 +88,7 @@ def test_p4_cookie_equals_cookie_py(key, client, cport, vport, slot, mss, wscale
 
 def test_syn_ack_segment():
     key = bytes(range(8))
-    fake, m, passes = _syn_ack(key, "10.0.0.1", 40000, VIP, VPORT, 5, 1460, 7, True,
+    fake, m, _passes = _syn_ack(key, "10.0.0.1", 40000, VIP, VPORT, 5, 1460, 7, True,
                                vip_mss=1400, vip_window=29200, vip_wscale=9)
     g = m.get
     assert (g("hdr.ipv4.src_addr"), g("hdr.ipv4.dst_addr")) == (ip(VIP), ip("10.0.0.1"))
@@ -108,7 +108,7 @@ def test_syn_ack_segment():
 
 
 def test_syn_ack_without_client_options():
-    _fake, m, _ = _syn_ack(bytes(8), "10.0.0.1", 40000, VIP, VPORT, 5, None, None, False)
+    _fake, m, _ = _syn_ack(b"\x01" * 8, "10.0.0.1", 40000, VIP, VPORT, 5, None, None, False)
     # RFC 7323: no window scale (and no SACK-permitted) unless the SYN offered it
     assert m.get("hdr.synack_opts.sack_perm") == 0x0101
     assert [m.get(f"hdr.synack_opts.ws_{f}") for f in ("nop", "kind", "len", "shift")] == \
@@ -131,8 +131,19 @@ def test_slot_comes_from_the_global_timestamp():
 
 
 def test_syn_with_fin_is_dropped_and_not_answered():
-    fake = _switch(bytes(8), 1)
+    fake = _switch(b"\x01" * 8, 1)
     m = tcp(fake.machine(), "10.0.0.1", 1234, VIP, VPORT, flags="SF")
     m, passes = run_packet(fake, m)
     assert passes == 1 and m.get("ig_dprsr_md.drop_ctl") == 1
     assert fake.counters == {schema.counter_index("syn_bad"): (1, 64)}
+
+
+def test_no_secret_no_syn_ack():
+    """The all-zero key (the table's default) means no secret yet: SYNs are dropped."""
+    fake = _switch(b"\x01" * 8, 1)
+    del fake.entries["cookie_secret"][((0, None),)]
+    m = tcp(fake.machine(), "10.0.0.1", 1234, VIP, VPORT, flags="S", mss=1460)
+    m, passes = run_packet(fake, m)
+    assert passes == 1 and m.get("ig_dprsr_md.drop_ctl") == 1
+    assert "hdr.sip" not in m.valid
+    assert fake.counters == {schema.counter_index("syn_nosecret"): (1, 64)}

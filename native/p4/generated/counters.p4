@@ -3,7 +3,7 @@
 #ifndef _MIRESGA_GENERATED_COUNTERS_P4_
 #define _MIRESGA_GENERATED_COUNTERS_P4_
 
-#define COUNTERS_SIZE 26
+#define COUNTERS_SIZE 27
 
 const counter_index_t CTR_RX            = 0;  // packets seen
 const counter_index_t CTR_MALFORMED     = 1;  // truncated or unparsable headers: dropped
@@ -31,5 +31,6 @@ const counter_index_t CTR_XDP_DROP      = 22;  // verdict XDP_DROP
 const counter_index_t CTR_XDP_PASS      = 23;  // verdict XDP_PASS
 const counter_index_t CTR_XDP_TX        = 24;  // verdict XDP_TX
 const counter_index_t CTR_XDP_REDIRECT  = 25;  // verdict XDP_REDIRECT
+const counter_index_t CTR_SYN_NOSECRET  = 26;  // SYN dropped: no cookie secret set yet (all-zero key)
 
 #endif
