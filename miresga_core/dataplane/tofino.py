@@ -129,8 +129,10 @@ class TofinoSwitch(SwitchDriver):
                                              device_id=device_id)
             info = self._iface.bfrt_info_get(program)
             self._iface.bind_pipeline_config(info.p4_name_get())
-        except gc.BfruntimeRpcException as exc:
-            raise TofinoUnavailable(f"BF Runtime server {grpc_addr}: {exc}") from exc
+        except (gc.BfruntimeRpcException, RuntimeError) as exc:
+            # bfrt_info_get raises RuntimeError when the program is not on the device
+            raise TofinoUnavailable(f"BF Runtime server {grpc_addr}, program {program!r}: "
+                                    f"{exc}") from exc
         self._target = gc.Target(device_id=device_id, pipe_id=pipe_id)
         self._tables: dict[str, Any] = {}
         for t in SCHEMA:

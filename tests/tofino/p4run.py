@@ -130,6 +130,8 @@ class Machine:
             self._action(frame, action, [params[p.name] for p in act.params])
             return True
         d = tb.default_action
+        if d[0] == "call" and d[1] == ("name", "NoAction"):
+            return False
         if d[0] == "call":
             self._action(frame, d[1][1], [self.eval(a, frame)[0] for a in d[2]])
         elif d[0] == "name" and d[1] != "NoAction":
