@@ -148,7 +148,7 @@ def test_offload_burst_add_and_remove(fake, sw):
     assert fake.rpcs[before:] == [("add", names.OFFLOAD_REV, 300), ("add", names.OFFLOAD, 300)]
     assert len(fake.entries[names.OFFLOAD]) == len(fake.entries[names.OFFLOAD_REV]) == 300
 
-    client, _vip, index, backend, mode = flows[1]  # splice
+    client, _vip, index, backend, _mode = flows[1]  # splice
     ack = _packet(fake, *client, *VIP, flags="A")  # pure ACK: straight to the backend
     assert (ack.get("hdr.ipv4.dst_addr"), ack.get("hdr.tcp.dst_port")) == \
         (ip(backend[0]), backend[1])

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fake_bfrt import FakeRpcError, FakeSwitch, P4_TOP
+from fake_bfrt import P4_TOP, FakeRpcError, FakeSwitch
 
 P4 = P4_TOP.parent
 
@@ -90,7 +90,7 @@ def test_undeclared_names_and_widths_are_refused(env, call, error):
 
 
 def test_write_rules(env):
-    fake, gc, info, t = env
+    _fake, gc, info, t = env
     tb = info.table_get("frontend")
     key = tb.make_key([gc.KeyTuple("index", 1)])
     data = tb.make_data([gc.DataTuple("addr", 7)], "set_frontend_addr")
