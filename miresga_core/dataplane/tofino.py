@@ -35,6 +35,7 @@ shared ``SwitchDriver`` logic (driver.py); this module adds batched offload burs
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib
 import ipaddress
@@ -246,11 +247,11 @@ class TofinoSwitch(SwitchDriver):
             keys = [self._make_key(t, k) for k, _ in batch]
             datas = [self._make_data(t, v) for _, v in batch]
             if op == "entry_add":
-                self._rpc(t, op, len(batch), lambda keys=keys, datas=datas: tb.entry_add(
-                    self._target, keys, datas, atomicity=self._rollback))
-            else:
-                self._rpc(t, op, len(batch), lambda keys=keys, datas=datas: tb.entry_mod(
-                    self._target, keys, datas))
+                call = functools.partial(tb.entry_add, self._target, keys, datas,
+                                         atomicity=self._rollback)
+            else:  # bfrt's entry_mod takes no atomicity: a failed modify is reported
+                call = functools.partial(tb.entry_mod, self._target, keys, datas)
+            self._rpc(t, op, len(batch), call)
             shadow.update(batch)
         return len(packed)
 
@@ -306,7 +307,7 @@ class TofinoSwitch(SwitchDriver):
             t = table(name)
             if t.kind is not Kind.SINGLETON:
                 self._rpc(t, "entry_del(all)", 0,
-                          lambda name=name: self._tables[name].entry_del(self._target))
+                          functools.partial(self._tables[name].entry_del, self._target))
         self.clear_bloom()
         self.write(names.LB_CONTROL, [({}, {"active": 0, "changing": 0})])
 
