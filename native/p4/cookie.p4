@@ -189,8 +189,8 @@ control Cookie(inout header_t hdr,
         hdr.opt_nop[6].setInvalid();
         hdr.opt_nop[7].setInvalid();
     }
-    action synack_sack_yes() { hdr.synack_opts.sack_perm = 16w0x0402; }
-    action synack_sack_no()  { hdr.synack_opts.sack_perm = 16w0x0101; }
+    action synack_sack_yes() { hdr.synack_opts.sack_perm = 32w0x01010402; }
+    action synack_sack_no()  { hdr.synack_opts.sack_perm = 32w0x01010101; }
     action synack_ws_yes() {
         hdr.synack_opts.ws_nop = TCP_OPT_NOP;
         hdr.synack_opts.ws_kind = TCP_OPT_WSCALE;

@@ -64,12 +64,12 @@ header tcp_opt_sack_perm_h { bit<8> kind; bit<8> len; }
 header tcp_opt_ts_h        { bit<8> kind; bit<8> len; bit<32> tsval; bit<32> tsecr; }
 
 /* Options of the SYN-ACK the switch writes: 12 bytes, data offset 8.
- *   mss(4) | sack-permitted(2) or NOP NOP | NOP, window scale(3) or NOP x4 */
+ *   mss(4) | NOP NOP sack-permitted(2), or NOP x4 | NOP window scale(3), or NOP x4 */
 header synack_opts_h {
     bit<8>  mss_kind;
     bit<8>  mss_len;
     bit<16> mss;
-    bit<16> sack_perm;    // 0x0402 or 0x0101
+    bit<32> sack_perm;    // 0x01010402 or 0x01010101
     bit<8>  ws_nop;
     bit<8>  ws_kind;      // 3 or NOP
     bit<8>  ws_len;       // 3 or NOP

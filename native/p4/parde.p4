@@ -60,10 +60,11 @@ parser SwitchIngressParser(packet_in pkt,
 
     state parse_tcp {
         pkt.extract(hdr.tcp);
-        // residual of the fields a rewrite may change (rewrite.p4, offload.p4)
+        // residual: the checksum with the fields a rewrite may change taken out (the old
+        // checksum too), so the deparser adds the new values back (rewrite.p4, offload.p4)
         tcp_csum.subtract({hdr.ipv4.src_addr, hdr.ipv4.dst_addr,
                            hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.checksum});
-        tcp_csum.subtract_all_and_deposit(meta.tcp_residual);
+        meta.tcp_residual = tcp_csum.get();
         transition select(hdr.tcp.syn, hdr.tcp.ack) {
             (1, 0): parse_syn_options;
             default: accept;
@@ -98,16 +99,24 @@ parser SwitchIngressParser(packet_in pkt,
     state opt_bytes_36 { opt_ctr.set(8w36); transition parse_option; }
     state opt_bytes_40 { opt_ctr.set(8w40); transition parse_option; }
 
+    // the counter is tested first, in its own state: a lookahead at the end of a SYN
+    // (the option area ends the packet) would run past the packet
     state parse_option {
-        transition select(opt_ctr.is_zero(), pkt.lookahead<bit<8>>()) {
-            (true, _): accept;
-            (false, TCP_OPT_EOL): accept;
-            (false, TCP_OPT_NOP): parse_opt_nop;
-            (false, TCP_OPT_MSS): parse_opt_mss;
-            (false, TCP_OPT_WSCALE): parse_opt_ws;
-            (false, TCP_OPT_SACK_PERM): parse_opt_sack_perm;
-            (false, TCP_OPT_TIMESTAMP): parse_opt_ts;
-            default: accept;
+        transition select(opt_ctr.is_zero()) {
+            true: accept;
+            default: parse_option_kind;
+        }
+    }
+
+    state parse_option_kind {
+        transition select(pkt.lookahead<bit<8>>()) {
+            TCP_OPT_EOL: accept;
+            TCP_OPT_NOP: parse_opt_nop;
+            TCP_OPT_MSS: parse_opt_mss;
+            TCP_OPT_WSCALE: parse_opt_ws;
+            TCP_OPT_SACK_PERM: parse_opt_sack_perm;
+            TCP_OPT_TIMESTAMP: parse_opt_ts;
+            default: accept;  // an option we do not need: the rest is not read
         }
     }
 

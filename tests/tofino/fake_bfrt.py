@@ -449,10 +449,10 @@ class FakeSwitch:
                     best = (plen_total, entry)
         return None if best is None else best[1]
 
-    def machine(self, hashes: Any = None) -> Machine:
+    def machine(self, hashes: Any = None, cls: type[Machine] = Machine) -> Any:
         tables = {n: (lambda keys, n=n: self.lookup(n, keys)) for n in self.cp
                   if self.cp[n].kind == "match"}
-        m = Machine(self.prog, tables=tables, hashes=hashes or _default_hash)
+        m = cls(self.prog, tables=tables, hashes=hashes or _default_hash)
         m.registers = self.registers
         return m
 

@@ -99,7 +99,7 @@ def test_syn_ack_segment():
     assert g("hdr.tcp.window") == 29200  # never scaled in a SYN-ACK
     assert g("hdr.tcp.data_offset") == 8 and g("hdr.ipv4.total_len") == 52
     assert g("hdr.synack_opts.mss") == 1400
-    assert g("hdr.synack_opts.sack_perm") == 0x0402
+    assert g("hdr.synack_opts.sack_perm") == 0x01010402
     assert (g("hdr.synack_opts.ws_kind"), g("hdr.synack_opts.ws_shift")) == (3, 9)
     # the client's options and the hash state are gone; the SYN-ACK options are in
     assert m.valid == {"hdr.ethernet", "hdr.ipv4", "hdr.tcp", "hdr.synack_opts"}
@@ -110,7 +110,7 @@ def test_syn_ack_segment():
 def test_syn_ack_without_client_options():
     _fake, m, _ = _syn_ack(b"\x01" * 8, "10.0.0.1", 40000, VIP, VPORT, 5, None, None, False)
     # RFC 7323: no window scale (and no SACK-permitted) unless the SYN offered it
-    assert m.get("hdr.synack_opts.sack_perm") == 0x0101
+    assert m.get("hdr.synack_opts.sack_perm") == 0x01010101
     assert [m.get(f"hdr.synack_opts.ws_{f}") for f in ("nop", "kind", "len", "shift")] == \
         [1, 1, 1, 1]
     cookie_value = m.get("hdr.tcp.seq_no")
