@@ -29,9 +29,9 @@ LINUX_SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP",
                   ("WScale", 7)]
 
 
-@pytest.fixture
-def fake():
-    f = FakeSwitch()
+@pytest.fixture(params=[1, 2], ids=["tofino1", "tofino2"])
+def fake(request):
+    f = FakeSwitch(target=request.param)
     sw = TofinoSwitch(bfrt=f.client, switch_clock_ns=lambda: 5 << 36)
     sw.set_vip(*VIP, mac=VIP_MAC, mss=1400, window=65535, wscale=9)
     sw.set_route("10.1.0.0/16", 11, smac="02:00:00:00:00:01", dmac="02:00:00:00:01:01")
