@@ -6,7 +6,9 @@
  * use the new table. finish_change flips `active`, clears `changing` and the filter.
  *
  * The Bloom filter is blocked: one 32-bit word per flow, two bits in it, so a flow costs
- * one register access (a Tofino register array can be accessed once per pass). A bit mask
+ * one register access (a Tofino register array can be accessed once per pass). The XDP
+ * switch probes two words of a flat bit array instead; only the controller's "clear"
+ * touches the filter, so the layouts may differ. A bit mask
  * 1 << n needs a variable shift, which the ALUs do not have: it is built from five
  * conditional constant shifts.
  *
@@ -17,8 +19,13 @@
 
 control Steering(inout header_t hdr, inout ingress_metadata_t meta)
                 (bit<32> buckets, bit<32> bloom_words, bit<32> frontends) {
-    Hash<lb_bucket_t>(HashAlgorithm_t.CRC16) bucket_hash;
-    Hash<bit<32>>(HashAlgorithm_t.CRC32) bloom_hash;
+    /* The XDP switch's flow hashes (miresga_core/dataplane/flowhash.py) over the client
+     * address and port: CRC-32 (IEEE) picks the bucket, so a client lands on the same
+     * front-end on either target; CRC-32C feeds the Bloom filter. */
+    CRCPolynomial<bit<32>>(32w0x1EDC6F41, true, false, false, 32w0xFFFFFFFF, 32w0xFFFFFFFF)
+        crc32c_poly;
+    Hash<bit<32>>(HashAlgorithm_t.CRC32) bucket_hash;
+    Hash<bit<32>>(HashAlgorithm_t.CUSTOM, crc32c_poly) bloom_hash;
 
     /* Bloom filter of flows whose SYN arrived during a front-end membership change. */
     @name(".lb_bloom")
@@ -90,6 +97,7 @@ control Steering(inout header_t hdr, inout ingress_metadata_t meta)
         size = frontends;
     }
 
+    action bucket_of_hash() { meta.lb_bucket = meta.lb_hash[9:0]; }
     action bloom_index() {
         meta.bloom_word = meta.bloom_hv[10:0];
         meta.bloom_bit_a = meta.bloom_hv[15:11];
@@ -113,7 +121,8 @@ control Steering(inout header_t hdr, inout ingress_metadata_t meta)
 
     apply {
         lb_control.apply();
-        meta.lb_bucket = bucket_hash.get({meta.client_addr, meta.client_port});
+        meta.lb_hash = bucket_hash.get({meta.client_addr, meta.client_port});
+        bucket_of_hash();
         if (meta.lb_changing == 1w1) {
             meta.bloom_hv = bloom_hash.get({meta.client_addr, meta.client_port});
             bloom_index();

@@ -57,6 +57,7 @@ struct ingress_metadata_t {
     bit<4>  vip_wscale;
     bit<1>  lb_active;         // lb_control params
     bit<1>  lb_changing;
+    bit<32> lb_hash;           // CRC-32 of the client: the bucket is its low bits
     lb_bucket_t lb_bucket;
     bit<1>  use_new_table;     // flow found in (or entered into) the Bloom filter
     bloom_word_t bloom_word;

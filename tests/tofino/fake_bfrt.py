@@ -35,7 +35,7 @@ from typing import Any
 
 import p4parse
 from p4cp import CpTable, control_plane
-from p4run import Machine
+from p4run import Machine, _Frame
 
 ROOT = Path(__file__).resolve().parents[2]
 P4_TOP = ROOT / "native" / "p4" / "miresga.p4"
@@ -473,13 +473,49 @@ def _compiled(top: Path, target: int) -> tuple[Any, dict[str, CpTable]]:
     return prog, control_plane(prog)
 
 
-def _default_hash(name: str, values: list[int]) -> int:
-    # any deterministic function will do: the hashes only pick buckets and Bloom bits
-    h = 0x811C9DC5
-    for v in values:
-        for byte in int(v).to_bytes(8, "little"):
-            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
+_ALGOS = {  # TNA HashAlgorithm_t -> (polynomial, reflected, init, xorout)
+    "CRC32": (0x04C11DB7, True, 0xFFFFFFFF, 0xFFFFFFFF),
+}
+
+
+def _crc32(data: bytes, poly: int, reflected: bool, init: int, xorout: int) -> int:
+    crc = init
+    if reflected:
+        rpoly = int(f"{poly:032b}"[::-1], 2)
+        for b in data:
+            crc ^= b
+            for _ in range(8):
+                crc = (crc >> 1) ^ (rpoly if crc & 1 else 0)
+    else:
+        for b in data:
+            crc ^= b << 24
+            for _ in range(8):
+                crc = ((crc << 1) ^ (poly if crc & 0x80000000 else 0)) & 0xFFFFFFFF
+    return crc ^ xorout
+
+
+def _default_hash(inst: Any, fields: list[tuple[int, int]], m: Machine) -> int:
+    """What a Tofino hash unit computes for ``Hash<..>(algo[, poly]).get(fields)``: the
+    fields packed in order as bytes (network order), then the CRC the P4 names."""
+    bits, width = 0, 0
+    for v, w in fields:
+        bits, width = (bits << w) | v, width + w
+    if width % 8:
+        raise ValueError(f"hash {inst.name}: {width} bits is not whole bytes")
+    data = bits.to_bytes(width // 8, "big")
+    algo = inst.args[0]
+    if algo[0] != "member" or algo[1] != ("name", "HashAlgorithm_t"):
+        raise ValueError(f"hash {inst.name}: algorithm {algo} not understood")
+    if algo[2] in _ALGOS:
+        return _crc32(data, *_ALGOS[algo[2]])
+    if algo[2] == "CUSTOM":
+        poly_name = inst.args[1][1]
+        poly = next(i for c in m.prog.controls.values() for n, i in c.instances.items()
+                    if n == poly_name)
+        frame = _Frame(None, {}, {}, {})
+        coeff, rev, _msb, _ext, init, xor = (m.eval(a, frame)[0] for a in poly.args)
+        return _crc32(data, coeff, bool(rev), init, xor)
+    raise ValueError(f"hash {inst.name}: algorithm {algo[2]} not modelled")
 
 
 def ip(text: str) -> int:

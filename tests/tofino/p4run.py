@@ -69,7 +69,7 @@ class _Frame:
 class Machine:
     prog: Program
     tables: dict[str, TableFn] = field(default_factory=dict)
-    hashes: Callable[[str, list[int]], int] | None = None
+    hashes: Callable[[Any, list[tuple[int, int]], Machine], int] | None = None
     values: dict[str, int] = field(default_factory=dict)
     valid: set[str] = field(default_factory=set)
     registers: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -242,7 +242,8 @@ class Machine:
             if self.hashes is None:
                 raise P4Error(f"{inst.where}: hash {inst.name} used but no hash function given")
             w = self.prog.width(inst.type_args[0])
-            return self.hashes(inst.name, [v for v, _ in vals[0][0]]) & ((1 << w) - 1), w
+            fields = [(v, fw) for v, fw in vals[0][0]]
+            return self.hashes(inst, fields, self) & ((1 << w) - 1), w
         if inst.type_name == "Counter" and method == "count":
             self.counted.append((inst.cp_name or inst.name, vals[0][0]))
             return 0, None

@@ -325,3 +325,17 @@ def test_bfrt_grpc_is_found_under_sde_install(monkeypatch, tmp_path):
     for mod in ("bfrt_grpc", "bfrt_grpc.client"):
         monkeypatch.delitem(sys.modules, mod, raising=False)
     assert import_bfrt().MARK == "sde"
+
+
+def test_buckets_are_the_xdp_switch_buckets(fake, sw):
+    """Same flow hash as native/xdp (flowhash.py): a client has one bucket on both."""
+    from miresga_core.dataplane import flowhash
+
+    _setup(sw)
+    for client in (("10.9.0.1", 40000), ("192.0.2.77", 1), ("203.0.113.250", 65535)):
+        m = _packet(fake, *client, *VIP, flags="A")
+        assert m.get("meta.lb_bucket") == flowhash.lb_bucket(*client)
+        assert m.get("meta.lb_hash") == __import__("zlib").crc32(flowhash.flow_bytes(*client))
+    sw.set_frontends(rebalance(sw.buckets(), [0, 1]))  # a change: the Bloom hash runs
+    m = _packet(fake, "10.9.0.1", 40000, *VIP, flags="A")
+    assert m.get("meta.bloom_hv") == flowhash.crc32c(flowhash.flow_bytes("10.9.0.1", 40000))
