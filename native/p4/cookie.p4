@@ -149,6 +149,8 @@ control Cookie(inout header_t hdr,
         hdr.ipv4.src_addr = hdr.ipv4.dst_addr;
         hdr.ipv4.dst_addr = meta.route_dst;
         hdr.ipv4.total_len = 16w52;
+        meta.zero8 = 8w0;
+        meta.tcp_len = 16w32;  // 20 byte header + 12 option bytes
         hdr.ipv4.ttl = 8w64;
         meta.tmp_port = hdr.tcp.src_port;
         hdr.tcp.src_port = hdr.tcp.dst_port;

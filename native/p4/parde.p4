@@ -165,12 +165,18 @@ control SwitchIngressDeparser(packet_out pkt,
             hdr.ipv4.protocol, hdr.ipv4.src_addr, hdr.ipv4.dst_addr});
         if (meta.synack == 1) {
             // the SYN-ACK: pseudo header + 20 byte header + 12 option bytes, no payload
+            // field lists hold fields only (no constants): the pseudo header's zero byte
+            // and TCP length are metadata set by synack_build
             hdr.tcp.checksum = tcp_csum.update({
-                hdr.ipv4.src_addr, hdr.ipv4.dst_addr, 8w0, hdr.ipv4.protocol, 16w32,
+                hdr.ipv4.src_addr, hdr.ipv4.dst_addr, meta.zero8, hdr.ipv4.protocol,
+                meta.tcp_len,
                 hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no,
                 hdr.tcp.data_offset, hdr.tcp.res, hdr.tcp.cwr, hdr.tcp.ece, hdr.tcp.urg,
                 hdr.tcp.ack, hdr.tcp.psh, hdr.tcp.rst, hdr.tcp.syn, hdr.tcp.fin,
-                hdr.tcp.window, hdr.tcp.urgent_ptr, hdr.synack_opts});
+                hdr.tcp.window, hdr.tcp.urgent_ptr,
+                hdr.synack_opts.mss_kind, hdr.synack_opts.mss_len, hdr.synack_opts.mss,
+                hdr.synack_opts.sack_perm, hdr.synack_opts.ws_nop, hdr.synack_opts.ws_kind,
+                hdr.synack_opts.ws_len, hdr.synack_opts.ws_shift});
         } else if (hdr.tcp.isValid()) {
             // incremental: the residual holds everything but the rewritable fields
             hdr.tcp.checksum = tcp_csum.update({

@@ -94,6 +94,8 @@ struct ingress_metadata_t {
     bit<32> bloom_hv;          // Bloom filter hash of the client
     bit<1>  reflect;           // send back out of the ingress port (ARP reply)
     bit<1>  to_cpu;            // no route: give the packet to the host
+    bit<8>  zero8;             // the pseudo header's zero byte (checksum field list)
+    bit<16> tcp_len;           // the SYN-ACK's TCP length (checksum field list)
     bit<1>  synack;            // deparser: build the SYN-ACK checksum from scratch
     counter_index_t outcome;   // the one counter index this packet is counted under
 }
