@@ -91,6 +91,7 @@ control SwitchIngress(inout header_t hdr,
     apply {
         bit<1> steer = 0;
         bit<1> syn_to_vip = 0;
+        bit<1> old_leg = 0;
         set_outcome(CTR_RX);
         if (hdr.arp.isValid()) {
             set_outcome(CTR_ARP_OTHER);
@@ -130,6 +131,7 @@ control SwitchIngress(inout header_t hdr,
                 if (meta.outcome == CTR_BACKEND_OLD) {
                     client_is_dst();
                     steer = 1w1;
+                    old_leg = 1w1;
                 }
             }
         } else if (hdr.ipv4.isValid()) {
@@ -138,6 +140,9 @@ control SwitchIngress(inout header_t hdr,
 
         if (steer == 1w1) {
             steering.apply(hdr, meta);
+            if (old_leg == 1w1 && meta.outcome == CTR_TO_FRONTEND) {
+                set_outcome(CTR_BACKEND_OLD);  // counted as what it is: a stale leg
+            }
         }
         if (syn_to_vip == 1w1 || hdr.sip.isValid()) {
             cookie.apply(hdr, meta, ig_prsr_md);

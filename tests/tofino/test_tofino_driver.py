@@ -167,6 +167,7 @@ def test_offload_burst_add_and_remove(fake, sw):
     late = _packet(fake, *other, *client, flags="PA", payload=10)
     assert late.get("hdr.ipv4.src_addr") == ip(other[0])
     assert out_port(late) == PORTS["10.1.0.0/16"]
+    assert sw.counters()["backend_old"][0] == 1
 
     before = len(fake.rpcs)
     sw.offload_update(remove=[(c, v) for c, v, *_ in flows] + [(("10.99.0.1", 1), VIP)])
