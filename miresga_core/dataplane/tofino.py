@@ -53,6 +53,7 @@ __all__ = ["PROGRAM", "TofinoError", "TofinoSwitch", "TofinoUnavailable", "impor
 
 PROGRAM = "miresga"  # the P4 program name given to bf-p4c / p4_build.sh
 _STAMP_BITS = 48  # Tofino global timestamp width
+_PORT_BITS = 9  # PortId_t
 
 Key = tuple[tuple[int, int | None], ...]  # shadow key: (value, prefix_len) per key field
 _SHADOWED = (Kind.HASH, Kind.LPM, Kind.INDEX, Kind.SINGLETON)
@@ -190,7 +191,12 @@ class TofinoSwitch(SwitchDriver):
         if set(params) != wanted:
             raise ValueError(f"{t.name}: expected parameters {sorted(wanted)}, "
                              f"got {sorted(params)}")
-        return {f.name: _to_int(f, params[f.name], f"{t.name} {f.name}") for f in t.params}
+        out = {f.name: _to_int(f, params[f.name], f"{t.name} {f.name}") for f in t.params}
+        if t.name == names.ROUTE and out["port"] >= 1 << _PORT_BITS:
+            # the schema's port is 16 bits for XDP; a Tofino port id is 9 bits
+            raise ValueError(f"{t.name} port: {out['port']} is not a Tofino port "
+                             f"(0..{(1 << _PORT_BITS) - 1})")
+        return out
 
     def _make_key(self, t: Table, key: Key) -> Any:
         tb, kt = self._tables[t.name], self._gc.KeyTuple

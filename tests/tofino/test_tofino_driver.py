@@ -284,6 +284,8 @@ def test_bad_entries_refuse_the_batch_before_any_rpc(fake, sw):
         sw.write(names.FRONTEND, [({"index": 3}, {"addr": "frontend-3"})])
     with pytest.raises(ValueError, match="expected parameters"):
         sw.write(names.VIP, [({"vip_addr": "10.0.0.1", "vip_port": 1}, {"mss": 1})])
+    with pytest.raises(ValueError, match="not a Tofino port"):
+        sw.set_route("10.3.0.0/16", 512, smac="02:00:00:00:00:01", dmac="02:00:00:00:00:02")
     with pytest.raises(ValueError, match="not a Tofino table"):
         sw.write(names.TX_PORT, [({"index": 1}, {"ifindex": 3})])
     with pytest.raises(ValueError, match="written by the data plane"):
