@@ -3,8 +3,9 @@
 What the real client looks like (read for API facts only, nothing copied: open-p4studio
 ``pkgsrc/bf-drivers/src/bf_rt/bfruntime_grpc_client/python/client.py``, installed as
 ``bfrt_grpc/client.py``; register conventions from
-``pkgsrc/p4-examples/p4_16_programs/tna_register/test.py``): ``ClientInterface(grpc_addr, client_id, device_id, ...)`` with ``bfrt_info_get
-(p4_name)`` and ``bind_pipeline_config(p4_name)``; ``Target(device_id, pipe_id)``;
+``pkgsrc/p4-examples/p4_16_programs/tna_register/test.py``):
+``ClientInterface(grpc_addr, client_id, device_id, ...)`` with ``bfrt_info_get(p4_name)``
+and ``bind_pipeline_config(p4_name)``; ``Target(device_id, pipe_id)``;
 ``_BfRtInfo.table_get(name)``; ``_Table.make_key([KeyTuple(name, value, mask, prefix_len)])``,
 ``make_data([DataTuple(name, val)], action_name)``, ``entry_add / entry_mod(target,
 key_list, data_list)``, ``entry_del(target, key_list=None)`` (no keys: every entry),
