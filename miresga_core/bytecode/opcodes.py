@@ -200,6 +200,10 @@ OPCODES: tuple[Op, ...] = (
         doc="if sb has no LF: pc = j; else sa = sb up to the LF without one CR before it, "
             "sb = after the LF"),
     _op("strim", a=S, imm=CLS, doc="sa = sa without leading and trailing bytes of class imm"),
+    _op("lookupi", a=R, b=S, imm=K,
+        doc="ra = position of sb in const imm (names separated by NUL) ignoring ASCII case, "
+            "or -1"),
+    _op("jnall", a=S, imm=CLS, j=FWD, doc="if some byte of sa is outside class imm: pc = j"),
 )
 
 OP_BY_NAME: dict[str, int] = {op.name: i for i, op in enumerate(OPCODES)}

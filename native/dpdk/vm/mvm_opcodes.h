@@ -90,7 +90,9 @@ enum mvm_op {
 	MVM_OP_CALL = 46,    /* call native helper imm (args and results: see HELPERS) */
 	MVM_OP_SLINE = 47,    /* if sb has no LF: pc = j; else sa = sb up to the LF without one CR before it, sb = after the LF */
 	MVM_OP_STRIM = 48,    /* sa = sa without leading and trailing bytes of class imm */
-	MVM_OP__COUNT = 49
+	MVM_OP_LOOKUPI = 49,    /* ra = position of sb in const imm (names separated by NUL) ignoring ASCII case, or -1 */
+	MVM_OP_JNALL = 50,    /* if some byte of sa is outside class imm: pc = j */
+	MVM_OP__COUNT = 51
 };
 
 /* X-macro over the opcodes in number order (builds the exec jump table) */
@@ -144,6 +146,8 @@ enum mvm_op {
 	X(CALL) \
 	X(SLINE) \
 	X(STRIM) \
+	X(LOOKUPI) \
+	X(JNALL) \
 
 /* result fields (setf) */
 enum mvm_field {
@@ -231,6 +235,8 @@ static const struct mvm_opinfo mvm_ops[MVM_OP__COUNT] = {
 	[MVM_OP_CALL] = {"call", {{MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_HELPER, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_SLINE] = {"sline", {{MVM_K_SREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 	[MVM_OP_STRIM] = {"strim", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CLASS, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
+	[MVM_OP_LOOKUPI] = {"lookupi", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CONST, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
+	[MVM_OP_JNALL] = {"jnall", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CLASS, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 };
 
 #define MVM_NHELPERS 1

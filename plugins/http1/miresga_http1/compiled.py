@@ -139,30 +139,31 @@ class _Http1:
         b.jnei(t2, 32, self.bad)
         b.addi(t1, 1)
         b.sdrop(self.tmp, self.tmp, t1)
+        # the common versions first; any other HTTP/d.d is checked out of line
+        b.movi(self.bits, IS11)
+        is10, other, after = b.label(), b.label(), b.label()
+        b.jseq(self.tmp, b"HTTP/1.1", after)
+        b.jseq(self.tmp, b"HTTP/1.0", is10)
+        b.jmp(other)
+        b.place(is10)
+        b.movi(self.bits, IS10)
+        b.jmp(after)
+        b.place(other)
+        b.movi(self.bits, 0)
         b.slen(t1, self.tmp)
         b.jnei(t1, 8, self.bad)
-        ok = b.label()
-        b.jspre(self.tmp, b"HTTP/", ok)
+        prefix_ok = b.label()
+        b.jspre(self.tmp, b"HTTP/", prefix_ok)
         b.jmp(self.bad)
-        b.place(ok)
-        for pos, want in ((5, None), (6, ord(".")), (7, None)):
-            b.bytei(t1, self.tmp, pos)
-            if want is None:
-                b.jlti(t1, ord("0"), self.bad)
-                b.jgei(t1, ord("9") + 1, self.bad)
-            else:
-                b.jnei(t1, want, self.bad)
+        b.place(prefix_ok)
         b.sdropi(self.tmp, self.tmp, 5)
-        b.movi(self.bits, 0)
-        is11, is10, after = b.label(), b.label(), b.label()
-        b.jseq(self.tmp, b"1.1", is11)
-        b.jseq(self.tmp, b"1.0", is10)
-        b.jmp(after)
-        b.place(is11)
-        b.ori(self.bits, IS11)
-        b.jmp(after)
-        b.place(is10)
-        b.ori(self.bits, IS10)
+        b.jnall(self.tmp, DIGIT | ByteClass.of(b"."), self.bad)
+        b.bytei(t1, self.tmp, 1)
+        b.jnei(t1, ord("."), self.bad)
+        b.bytei(t1, self.tmp, 0)
+        b.jeqi(t1, ord("."), self.bad)
+        b.bytei(t1, self.tmp, 2)
+        b.jeqi(t1, ord("."), self.bad)
         b.place(after)
 
     # -- 3. header lines
@@ -182,32 +183,40 @@ class _Http1:
         b.stake(self.name, self.line, t1)
         b.addi(t1, 1)
         b.sdrop(self.value, self.line, t1)
-        b.spanc(t1, self.value, VALUE)
-        b.slen(t2, self.value)
-        b.jne(t1, t2, self.bad)
+        b.jnall(self.value, VALUE, self.bad)
         self.strip(self.value, OWS)
         nxt = b.label("next-line")
-        # name dispatch: one compare per name; the handlers sit out of line
-        blocks = [(name, reg, None) for name, reg in wanted.items()]
+        # name dispatch: one lookupi over all names; the handlers sit out of line. A
+        # wanted name that is not a token never matches a valid line: left out.
+        Handler = Callable[[object], None] | None
+        blocks: list[tuple[str, object, Handler]] = [
+            (name, reg, None) for name, reg in wanted.items()]
         blocks += [(name, None, handler) for name, handler in (
             ("host", self.on_host), ("content-length", self.on_content_length),
             ("transfer-encoding", self.on_transfer_encoding),
             ("connection", self.on_connection), ("upgrade", self.on_upgrade),
             ("expect", self.on_expect))]
-        labels = []
+        names: list[str] = []
         for name, _, _ in blocks:
-            labels.append(b.label(name))
-            b.jseqi(self.name, name.encode("latin-1"), labels[-1])
-        b.jmp(nxt)
-        for (name, reg, handler), label in zip(blocks, labels, strict=True):
-            b.place(label)
+            if name not in names and all(c in TCHAR.members for c in name.encode("latin-1")):
+                names.append(name)
+        labels = {name: b.label(name) for name in names}  # names is never empty
+        b.lookupi(t1, self.name, "\0".join(names).encode("latin-1"))
+        b.jlti(t1, 0, nxt)
+        for i, name in enumerate(names[:-1]):
+            b.jeqi(t1, i, labels[name])
+        b.jmp(labels[names[-1]])
+        for name, reg, handler in blocks:
+            if (reg is None and name in wanted) or name not in labels:
+                continue  # runs from the wanted header's block, or can never match
+            b.place(labels[name])
             if reg is not None:
                 self.first(reg, self.value)
                 # a wanted header may also be one the parser itself looks at
                 for other, _, h in blocks:
                     if other == name and h is not None:
                         h(nxt)
-            else:
+            elif handler is not None:
                 handler(nxt)
             b.jmp(nxt)
         b.place(nxt)
