@@ -304,7 +304,7 @@ class Http2Session:
         try:
             events = lg.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            return self._leg_lost(lg, f"backend protocol error: {exc}", now)
+            return self._leg_lost(lg, f"backend protocol error: {exc}", now) + self._flush()
         out: list[Action] = []
         for event in events:
             out += self._backend_event(lg, event, now)
