@@ -131,6 +131,7 @@ class Stream:
     end_in: bool  # the client finished the request
     up: bytearray = field(default_factory=bytearray)  # request bytes not yet sent on
     up_done: bool = False
+    up_trailers: list[tuple[bytes, bytes]] | None = None  # the client's request trailers
     leg: Leg | None = None
     bsid: int = 0
     down: bytearray = field(default_factory=bytearray)  # response bytes not yet sent on
@@ -223,6 +224,8 @@ class Http2Session:
                 self.client.acknowledge_received_data(pad, event.stream_id)
             st.up += event.data
             self._flush_up(st)
+        elif isinstance(event, h2.events.TrailersReceived) and st is not None:
+            st.up_trailers = list(event.headers)
         elif isinstance(event, h2.events.StreamEnded) and st is not None:
             st.end_in = True
             self._flush_up(st)
@@ -457,7 +460,10 @@ class Http2Session:
                 lg.conn.send_data(st.bsid, chunk)
                 self.client.acknowledge_received_data(len(chunk), st.csid)
             if st.end_in:
-                lg.conn.end_stream(st.bsid)
+                if st.up_trailers is not None:
+                    lg.conn.send_headers(st.bsid, st.up_trailers, end_stream=True)
+                else:
+                    lg.conn.end_stream(st.bsid)
                 st.up_done = True
         except _STREAM_ERRORS:
             st.up_done = True  # the backend closed its side: the rest is dropped

@@ -358,3 +358,20 @@ def test_response_timeout_gives_504_and_cancels() -> None:
     assert any(isinstance(e, h2.events.StreamReset) for e in d.backend_events[leg])
     sid2 = d.request("/page")  # the connection goes on
     assert sid2 == sid + 2 and not d.closed
+
+
+def test_request_trailers_are_relayed() -> None:
+    d = Driver()
+    sid = d.client.get_next_available_stream_id()
+    d.client.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", "/up"),
+                                (":authority", "lb"), ("te", "trailers")])
+    d.client.send_data(sid, b"body")
+    d.client.send_headers(sid, [("x-checksum", "abc")], end_stream=True)
+    d.pump()
+    (leg,) = d.connects
+    d.connect(leg)
+    events = d.backend_events[leg]
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"body"
+    (trailers,) = [e for e in events if isinstance(e, h2.events.TrailersReceived)]
+    assert dict(trailers.headers) == {"x-checksum": "abc"}
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
