@@ -110,7 +110,8 @@ def request_key(key: str, request: RequestHead | None, client: Address | None) -
             value = _cookie(request, key[7:])
     if value is None:
         value = client.host if client is not None else ""
-    return value.encode("utf-8", "surrogateescape")
+    # parsers decode wire bytes as latin-1: encoding back gives the bytes the VM hashes
+    return value.encode("latin-1", "replace")
 
 
 def _cookie(request: RequestHead, name: str) -> str | None:
@@ -160,18 +161,35 @@ class ConsistentHash(Policy):
                 return backend
         return None
 
-    def compile(self, b: Any) -> Any:
-        """Table form for ``key = "client"``: ``tlook`` of the table at r0 (the caller's
-        client hash, which must be ``keyhash.key_hash`` of the client IP text).
+    def compile(self, b: Any, refs: Any = None) -> Any:
+        """Table form: ``tlook`` of the Maglev table at the key's hash.
 
-        Keys taken from the request (path, header, cookie) would need the parser's field
-        registers, which ``Policy.compile`` does not receive: those stay Python-only."""
-        if self.opts.key != "client" or not self.table:
+        ``key = "client"``: r0, the caller's client hash, which must be
+        ``keyhash.key_hash`` of the client IP text. ``path`` / ``header:<name>``: ``hash``
+        of the parser's field register (``refs``), r0 when the header is absent (as the
+        Python form falls back to the client address). ``cookie:`` keys have no compiled
+        form (the program leaves the pick to ``pick``)."""
+        key = self.opts.key
+        if not self.table or key.startswith("cookie:"):
             return None
         from miresga_core.bytecode.builder import ARG_CLIENT_HASH
 
+        table = b.table(self.index_table())
         reg = b.ireg()
-        b.tlook(reg, ARG_CLIENT_HASH, b.table(self.index_table()))
+        if key == "client":
+            b.tlook(reg, ARG_CLIENT_HASH, table)
+            return reg
+        ref = (refs or {}).get(key)
+        if ref is None:
+            b.free(reg)
+            return None
+        b.mov(reg, ARG_CLIENT_HASH)
+        done = b.label()
+        if ref.present is not None:
+            b.jeqi(ref.present, 0, done)
+        b.hash(reg, ref.value)
+        b.place(done)
+        b.tlook(reg, reg, table)
         return reg
 
     def index_table(self) -> list[int]:

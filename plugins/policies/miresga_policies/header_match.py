@@ -70,6 +70,43 @@ class HeaderMatch(Policy):
     def request_fields(cls, options: HeaderMatchOptions) -> tuple[str, ...]:
         return (f"header:{options.header}",)
 
+    def compile(self, b: Any, refs: Any = None) -> Any:
+        """Compiled form: exact values, then prefixes longest first, each a compare and a
+        constant backend index; unmatched requests take round-robin's table form, or -1
+        (let ``pick`` decide) for the other fallbacks."""
+        ref = (refs or {}).get(f"header:{self.opts.header}")
+        if ref is None:
+            return None
+        reg = b.ireg()
+        done, miss = b.label(), b.label()
+        if ref.present is not None:
+            b.jeqi(ref.present, 0, miss)
+        cases = [("jseq", value, backend) for value, backend in self.exact.items()]
+        cases += [("jspre", prefix, backend) for prefix, backend in self.prefixes]
+        hits = []
+        for op, value, backend in cases:
+            try:
+                raw = value.encode("latin-1")
+            except UnicodeEncodeError:
+                continue  # no request decodes to this value
+            hit = b.label()
+            b.emit(op, ref.value, raw, hit)
+            hits.append((hit, backend))
+        b.jmp(miss)
+        for hit, backend in hits:
+            b.place(hit)
+            b.movi(reg, backend.index)
+            b.jmp(done)
+        b.place(miss)
+        fallback = self.fallback.compile(b) if isinstance(self.fallback, RoundRobin) else None
+        if fallback is not None:
+            b.mov(reg, fallback)
+            b.free(fallback)
+        else:
+            b.movi(reg, -1)
+        b.place(done)
+        return reg
+
     @classmethod
     def check_pool(cls, names: Sequence[str], options: HeaderMatchOptions) -> str | None:
         """Config-time check: every mapped backend name exists in the pool."""

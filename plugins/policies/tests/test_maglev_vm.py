@@ -94,6 +94,76 @@ def test_compiled_listener_picks_like_python(vm: str) -> None:
         head = RequestHead(method="GET", target="/", path=f"/cart/{i}", query="", host="shop",
                            headers=())
         assert outcome.backend == carts.pick(head, client, frozenset(), 0.0).index
-    # key = path has no compiled form: the program leaves the pick to the data plane (-1)
+    # key = path is compiled too (one backend here)
     outcome = runner.run(b"GET /static/a.css HTTP/1.1\r\nHost: shop\r\n\r\n", [0])
-    assert outcome.kind == "route" and outcome.backend == -1
+    assert outcome.kind == "route" and outcome.backend == 0
+
+
+FIELD_CONFIG = """
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:21995"
+default_pool = "by-path"
+[[listeners.routes]]
+pool = "by-user"
+match = { path = { prefix = "/u/" } }
+[[listeners.routes]]
+pool = "tenants"
+match = { path = { prefix = "/t/" } }
+[pools.by-path]
+policy = "consistent-hash"
+options = { key = "path", table_size = 1021 }
+backends = [{ address = "127.0.0.1:21981", name = "p1" }, { address = "127.0.0.1:21982" },
+            { address = "127.0.0.1:21983", name = "p3", weight = 3 }]
+[pools.by-user]
+policy = "consistent-hash"
+options = { key = "header:x-user", table_size = 2053 }
+backends = [{ address = "127.0.0.1:21984", name = "u1" }, { address = "127.0.0.1:21985" }]
+[pools.tenants]
+policy = "header-match"
+backends = [{ address = "127.0.0.1:21986", name = "t1" },
+            { address = "127.0.0.1:21987", name = "t2" },
+            { address = "127.0.0.1:21988", name = "t3" }]
+[pools.tenants.options]
+header = "x-tenant"
+exact = { acme = "t1", "beta-x" = "t3" }
+prefix = { "beta-" = "t2", "b" = "t3" }
+fallback = "none"
+"""
+
+
+@pytest.mark.parametrize("vm", VMS)
+def test_compiled_request_field_policies(vm: str) -> None:
+    """Maglev on path and on a header, and header-match, compiled == Python, both VMs."""
+    from miresga_http1 import Http1Parser
+    from miresga_policies.keyhash import key_hash
+
+    from miresga_core.bytecode.compiler import compile_listener
+    from miresga_core.config import parse_config
+    from miresga_core.plugins import get_plugin_manager, registry_from
+    from miresga_core.routing import PoolState, Router
+
+    registry = registry_from(get_plugin_manager())
+    config = parse_config(FIELD_CONFIG, registry)
+    runner = load(compile_listener(config, "web", registry), prefer=vm)
+    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    router = Router(config.listeners[0], pools)
+    parser = Http1Parser()
+    requests = []
+    for i in range(120):
+        requests.append(f"GET /p/{i}/?q={i * i} HTTP/1.1\r\nHost: h\r\n\r\n")
+        requests.append(f"GET /u/x HTTP/1.1\r\nHost: h\r\nX-User:  us\xe9r-{i} \r\n\r\n")
+        requests.append("GET /u/anon HTTP/1.1\r\nHost: h\r\n\r\n")  # no header: client hash
+    for tenant in ("acme", "beta-x", "beta-y", "bz", "b", "ACME", "other", None):
+        extra = f"X-Tenant: {tenant}\r\n" if tenant is not None else ""
+        requests.append(f"GET /t/ HTTP/1.1\r\nHost: h\r\n{extra}\r\n")
+    client = Address("203.0.113.9", 5555)
+    for text in requests:
+        data = text.encode("latin-1")
+        head = parser.parse_head(data)
+        assert isinstance(head, RequestHead), head
+        outcome = runner.run(data, [key_hash(client.host.encode())])
+        assert outcome.kind == "route", (text, outcome)
+        expected = router.route(head, client)
+        got = expected.backend.index if expected.backend is not None else -1
+        assert outcome.backend == got, (text, outcome, expected)
