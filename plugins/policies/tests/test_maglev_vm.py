@@ -167,3 +167,21 @@ def test_compiled_request_field_policies(vm: str) -> None:
         expected = router.route(head, client)
         got = expected.backend.index if expected.backend is not None else -1
         assert outcome.backend == got, (text, outcome, expected)
+
+
+@pytest.mark.parametrize("vm", VMS)
+def test_compiled_header_match_round_robin_fallback(vm: str) -> None:
+    from miresga_core.bytecode.compiler import compile_listener
+    from miresga_core.config import parse_config
+    from miresga_core.plugins import get_plugin_manager, registry_from
+    from miresga_policies.round_robin import smooth_weighted_schedule
+
+    registry = registry_from(get_plugin_manager())
+    text = FIELD_CONFIG.replace('fallback = "none"', 'fallback = "round-robin"')
+    runner = load(compile_listener(parse_config(text, registry), "web", registry), prefer=vm)
+    schedule = smooth_weighted_schedule([1, 1, 1])
+    for seq in range(7):
+        out = runner.run(b"GET /t/ HTTP/1.1\r\nHost: h\r\nX-Tenant: zzz\r\n\r\n", [0, seq])
+        assert out.backend == schedule[seq % len(schedule)]
+        out = runner.run(b"GET /t/ HTTP/1.1\r\nHost: h\r\nX-Tenant: acme\r\n\r\n", [0, seq])
+        assert out.backend == 0
