@@ -171,10 +171,11 @@ def test_compiled_request_field_policies(vm: str) -> None:
 
 @pytest.mark.parametrize("vm", VMS)
 def test_compiled_header_match_round_robin_fallback(vm: str) -> None:
+    from miresga_policies.round_robin import smooth_weighted_schedule
+
     from miresga_core.bytecode.compiler import compile_listener
     from miresga_core.config import parse_config
     from miresga_core.plugins import get_plugin_manager, registry_from
-    from miresga_policies.round_robin import smooth_weighted_schedule
 
     registry = registry_from(get_plugin_manager())
     text = FIELD_CONFIG.replace('fallback = "none"', 'fallback = "round-robin"')
