@@ -5,8 +5,15 @@ actions (miresga_core/session.py). ``BackendConnection`` is one connection to a 
 either serving a client or idle in the ``ConnectionPool`` (keep-alive to servers).
 Flow control is the transports' own: when one side's write buffer is full, reading from the
 other side pauses. Relaying copies each chunk once, from one socket buffer to the other;
-the in-kernel splice (sockmap) replaces that copy where BPF is permitted (``Tunnel`` marks
-where the whole stream may be spliced).
+the in-kernel splice (sockmap, miresga_core/kernel/splice.py) replaces that copy where BPF
+is permitted: ``SpliceResponse(n)`` arms the backend socket for the next ``n`` bytes,
+``Tunnel`` arms both sockets without an end. Bytes the kernel redirects never reach
+``data_received``; the shell learns about them from the ring buffer (an arming reached its
+end) or from the BPF counters, and reports them with ``session.on_spliced``. Ordering: an
+arming starts only when the client's user-space write buffer is empty (the BPF side checks
+that no unread byte is queued), and nothing is written to, shut down or closed on a socket
+before every byte the kernel redirected out of it reached its TCP send queue (``run``
+waits: ``_drained``).
 """
 
 from __future__ import annotations
@@ -32,21 +39,60 @@ from ..session import (
     Resume,
     SendBackend,
     SendClient,
+    SpliceResponse,
+    Stats,
     Timer,
     Tunnel,
 )
+from .splice import Splicer, queued_bytes
+from .splice_layout import END_UNBOUNDED
 
-__all__ = ["BackendConnection", "ClientConnection", "ConnectionPool"]
+__all__ = ["BackendConnection", "ClientConnection", "ConnectionPool", "SpliceSide"]
 
 log = logging.getLogger("miresga.kernel")
 _MAX_IDLE_PER_BACKEND = 64
+_DRAIN_DEADLINE = 5.0  # seconds to wait for redirected bytes before writing anyway
+_WRITES_TO_CLIENT = (SendClient, CloseClient)
+
+
+class SpliceSide:
+    """One socket's part in splicing: its cookie and where user space is in its stream.
+
+    ``rx`` counts bytes user space read since the socket joined the sockhash and ``spliced``
+    the bytes the kernel redirected out of its peer that we have accounted for, so
+    ``rx + spliced`` is the stream offset the BPF program calls ``seen`` once nothing is in
+    flight. ``written`` counts bytes we wrote to the socket ourselves.
+    """
+
+    __slots__ = ("cookie", "pending_in", "rx", "spliced", "written")
+
+    def __init__(self) -> None:
+        self.cookie: int | None = None
+        self.rx = 0
+        self.spliced = 0
+        self.written = 0
+        self.pending_in = False  # the kernel may have redirected bytes out of this socket
+
+    @property
+    def pos(self) -> int:
+        return self.rx + self.spliced
 
 
 class ConnectionPool:
     """Idle keep-alive connections to backends, most recently used first."""
 
-    def __init__(self) -> None:
+    def __init__(self, splicer: Splicer | None = None, stats: Stats | None = None) -> None:
         self.idle: dict[Address, list[BackendConnection]] = {}
+        self.splicer = splicer
+        self.stats = stats if stats is not None else Stats()  # byte counters of the worker
+        self.by_cookie: dict[int, BackendConnection] = {}  # attached backend sockets
+        if splicer is not None:
+            splicer.on_end = self._splice_end
+
+    def _splice_end(self, cookie: int, gen: int, end: int) -> None:
+        conn = self.by_cookie.get(cookie)
+        if conn is not None and conn.owner is not None:
+            conn.owner.splice_end(conn, gen, end)
 
     def take(self, address: Address) -> BackendConnection | None:
         conns = self.idle.get(address)
@@ -83,6 +129,7 @@ class BackendConnection(asyncio.Protocol):
         self.owner: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.side = SpliceSide()
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
@@ -92,6 +139,7 @@ class BackendConnection(asyncio.Protocol):
         _nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
+        self.side.rx += len(data)
         if self.owner is not None:
             self.owner.from_backend(self, data)
         else:  # an idle connection must not speak: drop it
@@ -108,6 +156,9 @@ class BackendConnection(asyncio.Protocol):
         self.closed = True
         owner, self.owner = self.owner, None
         self.pool.forget(self)
+        _forget(self.pool.splicer, self.side)
+        if self.side.cookie is not None:
+            self.pool.by_cookie.pop(self.side.cookie, None)
         if owner is not None:
             owner.backend_eof(self)
 
@@ -144,6 +195,12 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel = False
         self.reading_paused = False
         self.loop = asyncio.get_event_loop()
+        self.side = SpliceSide()
+        self.arm_end: int | None = None  # stream offset the backend arming runs to
+        self.arm_gen = 0
+        self.client_armed = False  # tunnel: client -> backend armed
+        self.blocked = False  # run() waits for redirected bytes to drain
+        self.block_since = 0.0
 
     # ----------------------------------------------------------------- client events
 
@@ -157,7 +214,10 @@ class ClientConnection(asyncio.Protocol):
         self.run(self.session.on_start(time.monotonic()))
 
     def data_received(self, data: bytes) -> None:
+        self.side.rx += len(data)
         self.run(self.session.on_client_data(data, time.monotonic()))
+        if self.client_armed:
+            self._arm_client()  # bytes came through user space: the arming was declined
 
     def eof_received(self) -> bool:
         self.run(self.session.on_client_eof(time.monotonic()))
@@ -170,6 +230,7 @@ class ClientConnection(asyncio.Protocol):
             handle.cancel()
         self.timers.clear()
         self._drop_backend()
+        _forget(self.pool.splicer, self.side)
 
     def pause_writing(self) -> None:  # the client is slow: stop reading the backend
         if self.backend is not None and self.backend.transport is not None:
@@ -190,12 +251,101 @@ class ClientConnection(asyncio.Protocol):
     # ----------------------------------------------------------------- backend events
 
     def from_backend(self, conn: BackendConnection, data: bytes) -> None:
-        if conn is self.backend:
+        if conn is not self.backend:
+            return
+        self.pool.stats.relayed_bytes += len(data)
+        if self.arm_end is None and not self.tunnel:
             self.run(self.session.on_backend_data(data, time.monotonic()))
+            return
+        self._sync_spliced(conn)
+        self.run(self.session.on_backend_data(data, time.monotonic()))
+        if self.backend is conn:
+            self._arm_backend()  # declined or crossed: arm again from here
 
     def backend_eof(self, conn: BackendConnection) -> None:
         if conn is self.backend:
+            if self.arm_end is not None:
+                self._sync_spliced(conn)
             self.run(self.session.on_backend_eof(time.monotonic()))
+
+    # ----------------------------------------------------------------- splicing
+
+    def splice_end(self, conn: BackendConnection, gen: int, end: int) -> None:
+        """Ring buffer: the backend arming ``gen`` reached ``end``."""
+        if conn is self.backend and gen == self.arm_gen and self.arm_end is not None:
+            self._sync_spliced(conn)
+
+    def _sync_spliced(self, conn: BackendConnection) -> None:
+        """Report the bytes the kernel forwarded since we last looked."""
+        splicer = self.pool.splicer
+        if splicer is None or conn.side.cookie is None:
+            return
+        total = splicer.counters(conn.side.cookie).get("spliced", conn.side.spliced)
+        delta = total - conn.side.spliced
+        conn.side.spliced = total
+        if self.arm_end is not None and conn.side.pos >= self.arm_end:
+            self.arm_end = None
+        if delta > 0:
+            self.pool.stats.spliced_bytes += delta
+            if not self.tunnel:
+                self.run(self.session.on_spliced(delta, time.monotonic()))
+
+    def _attach(self, side: SpliceSide, transport: asyncio.BaseTransport | None) -> bool:
+        splicer = self.pool.splicer
+        if splicer is None or transport is None or transport.is_closing():
+            return False
+        if side.cookie is None:
+            sock = transport.get_extra_info("socket")
+            side.cookie = splicer.attach(_raw_socket(sock))
+            side.rx = side.spliced = 0
+        return True
+
+    def _arm_backend(self) -> None:
+        conn = self.backend
+        if conn is None or self.transport is None or self.arm_end is None or self.closed:
+            return
+        if self.transport.get_write_buffer_size() > 0 or conn.side.pos >= self.arm_end:
+            return  # our own writes would be overtaken; try again on the next chunk
+        if not (self._attach(conn.side, conn.transport) and
+                self._attach(self.side, self.transport)):
+            return
+        assert conn.side.cookie is not None and self.side.cookie is not None
+        self.pool.by_cookie[conn.side.cookie] = conn
+        assert self.pool.splicer is not None
+        self.arm_gen = self.pool.splicer.arm(conn.side.cookie, self.side.cookie,
+                                             conn.side.pos, self.arm_end)
+        self.side.pending_in = True
+
+    def _arm_client(self) -> None:
+        """Tunnel: client -> backend in the kernel as well."""
+        conn = self.backend
+        if conn is None or conn.transport is None or self.closed or \
+                conn.transport.get_write_buffer_size() > 0:
+            return
+        if not (self._attach(conn.side, conn.transport) and
+                self._attach(self.side, self.transport)):
+            return
+        assert conn.side.cookie is not None and self.side.cookie is not None
+        assert self.pool.splicer is not None
+        self.pool.splicer.arm(self.side.cookie, conn.side.cookie, self.side.pos, END_UNBOUNDED)
+        conn.side.pending_in = True
+
+    def _drained(self, side: SpliceSide, transport: asyncio.Transport | None) -> bool:
+        """Every byte redirected out of this socket is in its TCP send queue."""
+        splicer = self.pool.splicer
+        if not side.pending_in or splicer is None or side.cookie is None or transport is None:
+            return True
+        sock = transport.get_extra_info("socket")
+        if sock is None or transport.is_closing():
+            return True
+        ours = side.written - transport.get_write_buffer_size()
+        try:
+            done = queued_bytes(_raw_socket(sock)) >= ours + splicer.redirected_in(side.cookie)
+        except OSError:
+            return True  # the socket is gone: nothing left to order against
+        if done and self.arm_end is None and not self.tunnel:
+            side.pending_in = False
+        return done
 
     def drain(self) -> None:
         self.run(self.session.drain())
@@ -205,22 +355,55 @@ class ClientConnection(asyncio.Protocol):
     def run(self, actions: list[Action]) -> None:
         """Carry out actions in order; actions caused by actions queue behind them."""
         self.queue.extend(actions)
-        if self.running:
+        if self.running or self.blocked:
             return
         self.running = True
         try:
             while self.queue:
+                if not self._may_run(self.queue[0]):
+                    self._wait_drain()
+                    return
                 action = self.queue.popleft()
                 _HANDLERS[type(action)](self, action)
         finally:
             self.running = False
 
+    def _may_run(self, action: Action) -> bool:
+        """False while kernel-redirected bytes could be overtaken or cut off by ``action``."""
+        if isinstance(action, _WRITES_TO_CLIENT) or \
+                (isinstance(action, HalfClose) and not action.to_backend):
+            return self._drained(self.side, self.transport)
+        if isinstance(action, (SendBackend, HalfClose)):
+            backend = self.backend
+            return backend is None or self._drained(backend.side, backend.transport)
+        return True
+
+    def _wait_drain(self) -> None:
+        now = time.monotonic()
+        if not self.blocked:
+            self.blocked, self.block_since = True, now
+        delay = 0 if now - self.block_since < 0.002 else 0.001
+        self.loop.call_later(delay, self._retry_drain)
+
+    def _retry_drain(self) -> None:
+        if self.closed and self.transport is None:
+            return
+        if time.monotonic() - self.block_since > _DRAIN_DEADLINE:
+            log.warning("spliced bytes did not drain in %.0fs; writing anyway", _DRAIN_DEADLINE)
+            self.side.pending_in = False
+            if self.backend is not None:
+                self.backend.side.pending_in = False
+        self.blocked = False
+        self.run([])
+
     def _send_client(self, action: SendClient) -> None:
         if self.transport is not None and not self.closed:
+            self.side.written += len(action.data)
             self.transport.write(action.data)
 
     def _send_backend(self, action: SendBackend) -> None:
         if self.backend is not None and self.backend.transport is not None:
+            self.backend.side.written += len(action.data)
             self.backend.transport.write(action.data)
 
     def _connect(self, action: Connect) -> None:
@@ -259,8 +442,11 @@ class ClientConnection(asyncio.Protocol):
             self.connecting.cancel()
             self.connecting = None
         conn, self.backend = self.backend, None
+        self.arm_end = None
         if conn is None:
             return
+        if conn.side.cookie is not None and self.pool.splicer is not None:
+            self.pool.splicer.disarm(conn.side.cookie)  # a pooled socket must not forward
         if action.reuse and not self.tunnel:
             self.pool.give(conn)
         else:
@@ -309,6 +495,17 @@ class ClientConnection(asyncio.Protocol):
 
     def _tunnel(self, action: Tunnel) -> None:
         self.tunnel = True
+        if self.pool.splicer is not None:
+            self.arm_end = END_UNBOUNDED
+            self._arm_backend()
+            self.client_armed = True
+            self._arm_client()
+
+    def _splice_response(self, action: SpliceResponse) -> None:
+        if self.pool.splicer is None or self.backend is None:
+            return
+        self.arm_end = self.backend.side.pos + action.nbytes
+        self._arm_backend()
 
     def _log(self, action: Log) -> None:
         getattr(log, action.level, log.info)(action.message)
@@ -325,8 +522,21 @@ _HANDLERS: dict[type, Callable[[ClientConnection, Any], None]] = {
     Pause: ClientConnection._pause,
     Resume: ClientConnection._resume,
     Tunnel: ClientConnection._tunnel,
+    SpliceResponse: ClientConnection._splice_response,
     Log: ClientConnection._log,
 }
+
+
+def _forget(splicer: Splicer | None, side: SpliceSide) -> None:
+    if splicer is not None and side.cookie is not None:
+        splicer.forget(side.cookie)
+        side.cookie = None
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    """asyncio hands out a TransportSocket wrapper; the splicer needs getsockopt/fileno,
+    which both have. (uvloop gives a real socket.)"""
+    return typing.cast(socket.socket, sock)
 
 
 def _nodelay(transport: asyncio.BaseTransport) -> None:

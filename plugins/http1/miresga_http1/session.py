@@ -38,6 +38,7 @@ from miresga_core.session import (
     SendBackend,
     SendClient,
     SessionContext,
+    SpliceResponse,
     Timer,
     Tunnel,
 )
@@ -56,6 +57,9 @@ __all__ = ["Http1Session", "local_response"]
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSED = "HEAD", "CONNECT", "FORWARD", "TUNNEL", "CLOSED"
 _BUFFER_LIMIT = 256 * 1024  # client bytes held while a backend is not ready
+# Bodies shorter than this are relayed: arming a splice costs a few syscalls, about what
+# relaying that many bytes costs.
+SPLICE_MIN = 16 * 1024
 
 _PHRASES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
@@ -321,8 +325,25 @@ class Http1Session:
                 return out + self._response_done(now, reuse=resp.keep_alive, extra=rest)
             if rest:
                 out += self._response_body(rest, now)
+            body = self.resp_body
+            if isinstance(body, LengthBody) and body.remaining >= SPLICE_MIN \
+                    and self.state == FORWARD:
+                out.append(SpliceResponse(body.remaining))
             return out
         return out
+
+    def on_spliced(self, nbytes: int, now: float) -> list[Action]:
+        """The kernel forwarded ``nbytes`` body bytes of the current response."""
+        if self.state != FORWARD or not isinstance(self.resp_body, LengthBody):
+            return []
+        try:
+            self.resp_body.skip(nbytes)
+        except FramingError as exc:
+            return [Log("error", f"{self._who()}: {exc}")] + self._close(release=True)
+        if self.resp_body.done:
+            assert self.resp is not None
+            return self._response_done(now, reuse=self.resp.keep_alive)
+        return []
 
     def _response_body(self, data: bytes, now: float) -> list[Action]:
         assert self.resp_body is not None

@@ -1,0 +1,197 @@
+"""The sockmap splicer: user-space side of native/xdp/splice.bpf.c (see docs/splice.md).
+
+One ``Splicer`` per worker process: it loads the BPF object, attaches the stream verdict
+to the worker's SOCKHASH, and offers what the shell needs:
+
+* ``attach(sock)`` puts a socket in the map (and creates its zeroed counters); from then on
+  every byte it receives goes through the verdict. Offsets of a socket's stream count from
+  this moment: bytes still queued at attach time go through the verdict too (tcp_bpf reads
+  the old receive queue through it), so "bytes user space read since attach" and the BPF
+  program's ``seen`` count the same stream.
+* ``arm(src, peer, start, end)`` asks the kernel to send ``src``'s stream bytes
+  [start, end) out of ``peer``; returns the arming's ``gen``.
+* ``events()``: the ring buffer's fd is added to the event loop; each completed bounded
+  arming calls ``on_end(cookie, gen, end)``.
+* ``redirected_in(cookie)`` + ``queued_bytes(sock)`` answer "has every byte the kernel
+  redirected out of this socket reached its TCP send queue?", which the shell checks before
+  it writes, shuts down or closes that socket itself (redirected bytes travel through a
+  kernel work queue and could otherwise be overtaken or lost).
+
+``open_splicer(mode)`` returns None where BPF is not permitted (mode "auto"), logging one
+line; mode "sockmap" raises instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import itertools
+import logging
+import socket
+import struct
+import termios
+from collections.abc import Callable
+
+from ..bpf import NOEXIST, BpfError, BpfObject, build_object
+from ..errors import MiresgaError
+from .splice_layout import (
+    CTL,
+    EVENT,
+    MAP_CTL,
+    MAP_EVENTS,
+    MAP_SOCKS,
+    MAP_STATE,
+    PROG_VERDICT,
+    STATE,
+)
+
+__all__ = ["Splicer", "open_splicer", "socket_cookie"]
+
+log = logging.getLogger("miresga.kernel")
+
+SO_COOKIE = 57  # asm-generic/socket.h
+BPF_SK_SKB_STREAM_VERDICT = 5  # enum bpf_attach_type
+_TCP_INFO_BYTES_ACKED = 120  # offsetof(struct tcp_info, tcpi_bytes_acked)
+_SIOCOUTQ = termios.TIOCOUTQ  # same number as SIOCOUTQ on Linux
+
+_SAMPLE_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+def _libbpf() -> ctypes.CDLL:
+    """Our own handle on libbpf for the calls miresga_core.bpf does not wrap (yet)."""
+    so = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
+    protos = {
+        "bpf_prog_attach": (ctypes.c_int, [ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                           ctypes.c_uint]),
+        "ring_buffer__new": (ctypes.c_void_p, [ctypes.c_int, _SAMPLE_CB, ctypes.c_void_p,
+                                               ctypes.c_void_p]),
+        "ring_buffer__consume": (ctypes.c_int, [ctypes.c_void_p]),
+        "ring_buffer__epoll_fd": (ctypes.c_int, [ctypes.c_void_p]),
+        "ring_buffer__free": (None, [ctypes.c_void_p]),
+    }
+    for name, (restype, argtypes) in protos.items():
+        fn = getattr(so, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return so
+
+
+def socket_cookie(sock: socket.socket) -> int:
+    return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8), "little")
+
+
+def _key(cookie: int) -> bytes:
+    return cookie.to_bytes(8, "little")
+
+
+class Splicer:
+    """One loaded splice program and its maps (one per worker process)."""
+
+    def __init__(self) -> None:
+        self.lib = _libbpf()
+        self.obj = BpfObject.load_file(build_object("splice"))
+        try:
+            self.socks = self.obj.map(MAP_SOCKS)
+            self.ctl = self.obj.map(MAP_CTL)
+            self.state = self.obj.map(MAP_STATE)
+            ret = self.lib.bpf_prog_attach(self.obj.program(PROG_VERDICT).fd, self.socks.fd,
+                                           BPF_SK_SKB_STREAM_VERDICT, 0)
+            if ret < 0:
+                raise BpfError(-ret, f"attach {PROG_VERDICT} to {MAP_SOCKS}")
+            self._events: list[tuple[int, int, int]] = []
+            self._cb = _SAMPLE_CB(self._sample)  # keep a reference: libbpf holds the pointer
+            self.rb = self.lib.ring_buffer__new(self.obj.map(MAP_EVENTS).fd, self._cb, None,
+                                                None)
+            if not self.rb:
+                raise BpfError(ctypes.get_errno() or errno.EINVAL, "ring_buffer__new")
+        except BaseException:
+            self.obj.close()
+            raise
+        self._gens = itertools.count(1)
+        self.on_end: Callable[[int, int, int], None] = lambda cookie, gen, end: None
+
+    # ----------------------------------------------------------------- sockets
+
+    def attach(self, sock: socket.socket) -> int:
+        """Put ``sock`` in the sockhash; returns its cookie."""
+        cookie = socket_cookie(sock)
+        self.state.update(_key(cookie), bytes(STATE.size), NOEXIST)
+        try:
+            self.socks.update(_key(cookie), sock.fileno().to_bytes(8, "little"))
+        except BpfError:
+            self.state.delete(_key(cookie))
+            raise
+        return cookie
+
+    def forget(self, cookie: int) -> None:
+        """The socket is closing: drop its arming and counters (the sockhash drops it)."""
+        self.ctl.delete(_key(cookie))
+        self.state.delete(_key(cookie))
+
+    def arm(self, src: int, peer: int, start: int, end: int) -> int:
+        gen = next(self._gens)
+        self.ctl.update(_key(src), CTL.pack(peer=peer, start=start, end=end, gen=gen))
+        return gen
+
+    def disarm(self, src: int) -> None:
+        self.ctl.delete(_key(src))
+
+    def counters(self, cookie: int) -> dict[str, int]:
+        raw = self.state.lookup(_key(cookie))
+        return STATE.unpack(raw) if raw is not None else {}
+
+    def redirected_in(self, cookie: int) -> int:
+        raw = self.state.lookup(_key(cookie))
+        return STATE.unpack(raw)["redirected_in"] if raw is not None else 0
+
+    # ----------------------------------------------------------------- events
+
+    @property
+    def events_fd(self) -> int:
+        return int(self.lib.ring_buffer__epoll_fd(self.rb))
+
+    def poll_events(self) -> None:
+        """Drain the ring buffer; call ``on_end`` for each event (event-loop reader)."""
+        self.lib.ring_buffer__consume(self.rb)
+        events, self._events = self._events, []
+        for cookie, gen, end in events:
+            self.on_end(cookie, gen, end)
+
+    def _sample(self, ctx: int, data: int, size: int) -> int:
+        fields = EVENT.unpack(ctypes.string_at(data, EVENT.size))
+        self._events.append((fields["cookie"], fields["gen"], fields["end"]))
+        return 0
+
+    def close(self) -> None:
+        if self.rb:
+            self.lib.ring_buffer__free(self.rb)
+            self.rb = None
+        self.obj.close()
+
+
+def queued_bytes(sock: socket.socket) -> int:
+    """Bytes this TCP socket ever queued for sending: acked + still in the send queue.
+
+    tcp_info is read before SIOCOUTQ: an ACK in between only makes the sum smaller, so the
+    answer never exceeds the truth ("drained" is never claimed early).
+    """
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES_ACKED + 8)
+    acked = struct.unpack_from("<Q", info, _TCP_INFO_BYTES_ACKED)[0]
+    outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
+    return int(acked) + outq
+
+
+def open_splicer(mode: str) -> Splicer | None:
+    """The splicer for ``mode`` ("auto" | "sockmap" | "relay"); None means relay."""
+    if mode == "relay":
+        return None
+    try:
+        return Splicer()
+    except (BpfError, MiresgaError, OSError) as exc:
+        if mode == "sockmap":
+            raise MiresgaError(f"splice = \"sockmap\" but the splice program cannot be "
+                               f"loaded: {exc}") from None
+        log.info("sockmap splice not available (%s): relaying in user space",
+                 str(exc).splitlines()[0])
+        return None
