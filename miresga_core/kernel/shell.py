@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 import typing
@@ -51,6 +52,8 @@ __all__ = ["BackendConnection", "ClientConnection", "ConnectionPool", "SpliceSid
 
 log = logging.getLogger("miresga.kernel")
 _MAX_IDLE_PER_BACKEND = 64
+_SPLICE_RCVBUF = 64 * 1024
+_DEBUG = bool(os.environ.get("MIRESGA_SPLICE_DEBUG"))
 _DRAIN_DEADLINE = 5.0  # seconds to wait for redirected bytes before writing anyway
 _WRITES_TO_CLIENT = (SendClient, CloseClient)
 
@@ -137,6 +140,11 @@ class BackendConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is duck-typed
         _nodelay(transport)
+        if self.pool.splicer is not None:
+            # A small receive queue keeps most of a large body at the backend until we arm
+            # (bytes already queued for us must be relayed, see _catch_up_and_arm).
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SPLICE_RCVBUF)
 
     def data_received(self, data: bytes) -> None:
         self.side.rx += len(data)
@@ -239,6 +247,17 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.backend is not None and self.backend.transport is not None:
             self.backend.transport.resume_reading()
+            if self.arm_end is not None:
+                self._catch_up_and_arm()
+
+    def _wait_for_empty_buffer(self, on: bool) -> None:
+        """While an arming waits, stop reading the backend whenever our own write buffer to
+        the client holds anything (pause at > 0, resume at 0), and arm when it is empty."""
+        if self.transport is not None and not self.closed:
+            if on:
+                self.transport.set_write_buffer_limits(high=0, low=0)
+            else:
+                self.transport.set_write_buffer_limits()
 
     def pause_client_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -259,8 +278,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self._sync_spliced(conn)
         self.run(self.session.on_backend_data(data, time.monotonic()))
-        if self.backend is conn:
-            self._arm_backend()  # declined or crossed: arm again from here
+        self._catch_up_and_arm()  # declined or crossed: arm again from here
 
     def backend_eof(self, conn: BackendConnection) -> None:
         if conn is self.backend:
@@ -300,6 +318,40 @@ class ClientConnection(asyncio.Protocol):
             side.rx = side.spliced = 0
         return True
 
+    def _catch_up_and_arm(self, max_reads: int = 16) -> None:
+        """Read what the backend socket has queued (relaying it), then arm at once.
+
+        An arming is only taken by the kernel when no received byte waits unread (else it
+        is declined); a backend sending a large body keeps the queue full, so we empty it
+        ourselves right before arming instead of waiting for a quiet moment.
+        """
+        conn = self.backend
+        if _DEBUG:
+            log.warning("catch-up %s %s %s %s", conn is None, self.arm_end, self.blocked,
+                        self.running)
+        if conn is None or conn.transport is None or self.arm_end is None or self.blocked:
+            return
+        fd = conn.transport.get_extra_info("socket").fileno()
+        for _ in range(max_reads):  # bounded: the kernel may keep up with us
+            if self.running or self.backend is not conn or self.arm_end is None or \
+                    self.transport is None or self.transport.get_write_buffer_size() > 0:
+                return
+            try:
+                data = os.read(fd, _SPLICE_RCVBUF * 4)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                return
+            if not data:
+                return  # EOF: the transport sees it too and reports it
+            conn.side.rx += len(data)
+            self.pool.stats.relayed_bytes += len(data)
+            self._sync_spliced(conn)
+            self.run(self.session.on_backend_data(data, time.monotonic()))
+            if len(data) < _SPLICE_RCVBUF // 2:
+                break  # the queue was (nearly) empty: arm now, before it refills
+        self._arm_backend()
+
     def _arm_backend(self) -> None:
         conn = self.backend
         if conn is None or self.transport is None or self.arm_end is None or self.closed:
@@ -314,6 +366,9 @@ class ClientConnection(asyncio.Protocol):
         assert self.pool.splicer is not None
         self.arm_gen = self.pool.splicer.arm(conn.side.cookie, self.side.cookie,
                                              conn.side.pos, self.arm_end)
+        if _DEBUG:
+            log.warning("arm %d %d %d %s", self.arm_gen, conn.side.pos, self.arm_end,
+                        self.pool.splicer.counters(conn.side.cookie))
         self.side.pending_in = True
 
     def _arm_client(self) -> None:
@@ -442,7 +497,9 @@ class ClientConnection(asyncio.Protocol):
             self.connecting.cancel()
             self.connecting = None
         conn, self.backend = self.backend, None
-        self.arm_end = None
+        if self.arm_end is not None:
+            self.arm_end = None
+            self._wait_for_empty_buffer(False)
         if conn is None:
             return
         if conn.side.cookie is not None and self.pool.splicer is not None:
@@ -495,17 +552,23 @@ class ClientConnection(asyncio.Protocol):
 
     def _tunnel(self, action: Tunnel) -> None:
         self.tunnel = True
-        if self.pool.splicer is not None:
+        conn = self.backend
+        if conn is not None and self._attach(conn.side, conn.transport) and \
+                self._attach(self.side, self.transport):
             self.arm_end = END_UNBOUNDED
-            self._arm_backend()
+            self._wait_for_empty_buffer(True)
+            self.loop.call_soon(self._catch_up_and_arm)
             self.client_armed = True
             self._arm_client()
 
     def _splice_response(self, action: SpliceResponse) -> None:
-        if self.pool.splicer is None or self.backend is None:
+        conn = self.backend
+        if conn is None or not (self._attach(conn.side, conn.transport) and
+                                self._attach(self.side, self.transport)):
             return
-        self.arm_end = self.backend.side.pos + action.nbytes
-        self._arm_backend()
+        self.arm_end = conn.side.pos + action.nbytes  # offsets count from the attach
+        self._wait_for_empty_buffer(True)
+        self.loop.call_soon(self._catch_up_and_arm)  # after the queued writes went out
 
     def _log(self, action: Log) -> None:
         getattr(log, action.level, log.info)(action.message)

@@ -126,6 +126,8 @@ class Splicer:
 
     def forget(self, cookie: int) -> None:
         """The socket is closing: drop its arming and counters (the sockhash drops it)."""
+        if self.rb is None:
+            return  # the splicer is closed (worker shutting down)
         self.ctl.delete(_key(cookie))
         self.state.delete(_key(cookie))
 
@@ -135,7 +137,8 @@ class Splicer:
         return gen
 
     def disarm(self, src: int) -> None:
-        self.ctl.delete(_key(src))
+        if self.rb is not None:
+            self.ctl.delete(_key(src))
 
     def counters(self, cookie: int) -> dict[str, int]:
         raw = self.state.lookup(_key(cookie))
