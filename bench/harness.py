@@ -65,7 +65,7 @@ def _nginx_lb_conf(tmp: Path) -> str:
 
 def _haproxy_conf() -> str:
     servers = "\n".join(f"  server b{i} {BE_IP}:{p}" for i, p in enumerate(BACKEND_PORTS))
-    return (f"global\n  nbthread {WORKERS}\n  maxconn 20000\ndefaults\n  mode http\n"
+    return (f"global\n  nbthread {WORKERS}\n  maxconn 4000\ndefaults\n  mode http\n"
             f"  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n"
             f"  option http-keep-alive\n  http-reuse always\n"
             f"frontend fe\n  bind {LB_IP}:{TARGETS['haproxy']}\n  default_backend be\n"
@@ -122,7 +122,12 @@ def _start_lb(topo: Topology, name: str, tmp: Path) -> list[object]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO), str(REPO / "plugins" / "http1"), str(REPO / "plugins" / "policies")]))
     proc = topo.spawn("lb", argv, tmp / f"{name}.log", env=env)
-    wait_port(topo, "cli", LB_IP, TARGETS[name], timeout=20)
+    try:
+        wait_port(topo, "cli", LB_IP, TARGETS[name], timeout=20)
+    except RuntimeError:
+        topo.stop(proc)
+        raise RuntimeError(f"{name} did not start:\n" +
+                           (tmp / f"{name}.log").read_text()[-2000:]) from None
     return [proc]
 
 
@@ -134,8 +139,9 @@ def run(quick: bool = False, out_dir: Path = RESULTS) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="mrb-bench-") as tmpname:
         tmp = Path(tmpname)
+        tmp.chmod(0o755)  # nginx workers run unprivileged
         root = tmp / "www"
-        root.mkdir()
+        root.mkdir(mode=0o755)
         for obj, size in OBJECTS.items():
             (root / obj).write_bytes(os.urandom(size))
         try:

@@ -127,7 +127,7 @@ def cpu_seconds(pids: list[int]) -> float:
 def wait_port(topo: Topology, role: str, host: str, port: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        probe = subprocess.run(topo.cmd(role, ["curl", "-s", "-o", "/dev/null", "-m", "1",
+        probe = subprocess.run(topo.cmd(role, ["curl", "-sf", "-o", "/dev/null", "-m", "1",
                                                f"http://{host}:{port}/1k"]), check=False)
         if probe.returncode == 0:
             return
