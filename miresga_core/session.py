@@ -21,6 +21,12 @@ Theory of operation for the shell (miresga_core/kernel/shell.py):
   forward them (sockmap); it then reports them with ``on_spliced(nbytes, now)`` (those
   bytes never come through ``on_backend_data``). Any of them may still come through
   ``on_backend_data`` (relay), so the session must accept both, in any mix, in stream order.
+* ``SpliceNextResponse(min_body)`` : (before the request goes out) the shell may have the
+  kernel forward the whole next response, head included, when its head is simple
+  (Content-Length body of >= ``min_body`` bytes). It then calls
+  ``on_response_head_spliced(head, now)`` with a copy of the head (already sent to the
+  client) and ``on_spliced(n, now)`` for the body bytes; otherwise the response comes
+  through ``on_backend_data`` as usual.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ __all__ = [
     "SendBackend",
     "SendClient",
     "SessionContext",
+    "SpliceNextResponse",
     "SpliceResponse",
     "Stats",
     "Timer",
@@ -116,6 +123,11 @@ class Tunnel(Action):
 @dataclass(slots=True)
 class SpliceResponse(Action):
     nbytes: int
+
+
+@dataclass(slots=True)
+class SpliceNextResponse(Action):
+    min_body: int
 
 
 @dataclass(slots=True)

@@ -40,6 +40,7 @@ from ..session import (
     Resume,
     SendBackend,
     SendClient,
+    SpliceNextResponse,
     SpliceResponse,
     Stats,
     Timer,
@@ -91,11 +92,17 @@ class ConnectionPool:
         self.by_cookie: dict[int, BackendConnection] = {}  # attached backend sockets
         if splicer is not None:
             splicer.on_end = self._splice_end
+            splicer.on_head = self._splice_head
 
     def _splice_end(self, cookie: int, gen: int, end: int) -> None:
         conn = self.by_cookie.get(cookie)
         if conn is not None and conn.owner is not None:
             conn.owner.splice_end(conn, gen, end)
+
+    def _splice_head(self, cookie: int, gen: int, end: int, head: bytes) -> None:
+        conn = self.by_cookie.get(cookie)
+        if conn is not None and conn.owner is not None:
+            conn.owner.splice_head(conn, gen, end, head)
 
     def take(self, address: Address) -> BackendConnection | None:
         conns = self.idle.get(address)
@@ -140,11 +147,6 @@ class BackendConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is duck-typed
         _nodelay(transport)
-        if self.pool.splicer is not None:
-            # A small receive queue keeps most of a large body at the backend until we arm
-            # (bytes already queued for us must be relayed, see _catch_up_and_arm).
-            sock = transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SPLICE_RCVBUF)
 
     def data_received(self, data: bytes) -> None:
         self.side.rx += len(data)
@@ -288,6 +290,18 @@ class ClientConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- splicing
 
+    def splice_head(self, conn: BackendConnection, gen: int, end: int, head: bytes) -> None:
+        """Ring buffer: the program parsed and forwarded the response head of arming
+        ``gen``; the response ends at stream offset ``end``."""
+        if conn is not self.backend or gen != self.arm_gen:
+            return
+        self.arm_end = end
+        conn.side.spliced += len(head)  # the head is accounted for here, not as body
+        self.pool.stats.spliced_bytes += len(head)
+        self.run(self.session.on_response_head_spliced(head, time.monotonic()))
+        if self.backend is conn:
+            self._sync_spliced(conn)  # body bytes that came in the head's skb
+
     def splice_end(self, conn: BackendConnection, gen: int, end: int) -> None:
         """Ring buffer: the backend arming ``gen`` reached ``end``."""
         if conn is self.backend and gen == self.arm_gen and self.arm_end is not None:
@@ -297,6 +311,9 @@ class ClientConnection(asyncio.Protocol):
         """Report the bytes the kernel forwarded since we last looked."""
         splicer = self.pool.splicer
         if splicer is None or conn.side.cookie is None:
+            return
+        splicer.poll_events()  # a head event must be handled before its bytes are counted
+        if self.backend is not conn:
             return
         total = splicer.counters(conn.side.cookie).get("spliced", conn.side.spliced)
         delta = total - conn.side.spliced
@@ -314,7 +331,10 @@ class ClientConnection(asyncio.Protocol):
             return False
         if side.cookie is None:
             sock = transport.get_extra_info("socket")
-            side.cookie = splicer.attach(_raw_socket(sock))
+            try:
+                side.cookie = splicer.attach(_raw_socket(sock))
+            except OSError:  # e.g. EOPNOTSUPP: the peer closed, the socket left ESTABLISHED
+                return False
             side.rx = side.spliced = 0
         return True
 
@@ -502,8 +522,8 @@ class ClientConnection(asyncio.Protocol):
             self._wait_for_empty_buffer(False)
         if conn is None:
             return
-        if conn.side.cookie is not None and self.pool.splicer is not None:
-            self.pool.splicer.disarm(conn.side.cookie)  # a pooled socket must not forward
+        # No disarm for a pooled socket: a reusable connection finished its response, so
+        # any arming is spent (past its end everything goes to user space).
         if action.reuse and not self.tunnel:
             self.pool.give(conn)
         else:
@@ -561,6 +581,21 @@ class ClientConnection(asyncio.Protocol):
             self.client_armed = True
             self._arm_client()
 
+    def _splice_next_response(self, action: SpliceNextResponse) -> None:
+        conn = self.backend
+        splicer = self.pool.splicer
+        if splicer is None or conn is None or self.closed or \
+                self.transport is None or self.transport.get_write_buffer_size() > 0:
+            return  # our own queued bytes would be overtaken: relay this response
+        if not (self._attach(conn.side, conn.transport) and
+                self._attach(self.side, self.transport)):
+            return
+        assert conn.side.cookie is not None and self.side.cookie is not None
+        self.pool.by_cookie[conn.side.cookie] = conn
+        self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie,
+                                            conn.side.pos, action.min_body)
+        self.side.pending_in = True
+
     def _splice_response(self, action: SpliceResponse) -> None:
         conn = self.backend
         if conn is None or not (self._attach(conn.side, conn.transport) and
@@ -586,6 +621,7 @@ _HANDLERS: dict[type, Callable[[ClientConnection, Any], None]] = {
     Resume: ClientConnection._resume,
     Tunnel: ClientConnection._tunnel,
     SpliceResponse: ClientConnection._splice_response,
+    SpliceNextResponse: ClientConnection._splice_next_response,
     Log: ClientConnection._log,
 }
 

@@ -34,10 +34,13 @@ import struct
 import termios
 from collections.abc import Callable
 
-from ..bpf import NOEXIST, BpfError, BpfObject, build_object
+from ..bpf import BpfError, BpfObject, build_object
 from ..errors import MiresgaError
 from .splice_layout import (
+    ARM_RANGE,
+    ARM_RESPONSE,
     CTL,
+    EV_HEAD,
     EVENT,
     MAP_CTL,
     MAP_EVENTS,
@@ -99,7 +102,8 @@ class Splicer:
                                            BPF_SK_SKB_STREAM_VERDICT, 0)
             if ret < 0:
                 raise BpfError(-ret, f"attach {PROG_VERDICT} to {MAP_SOCKS}")
-            self._events: list[tuple[int, int, int]] = []
+            self._events: list[tuple[int, int, int, int, bytes]] = []
+            self._polling = False
             self._cb = _SAMPLE_CB(self._sample)  # keep a reference: libbpf holds the pointer
             self.rb = self.lib.ring_buffer__new(self.obj.map(MAP_EVENTS).fd, self._cb, None,
                                                 None)
@@ -110,13 +114,15 @@ class Splicer:
             raise
         self._gens = itertools.count(1)
         self.on_end: Callable[[int, int, int], None] = lambda cookie, gen, end: None
+        self.on_head: Callable[[int, int, int, bytes], None] = \
+            lambda cookie, gen, end, head: None
 
     # ----------------------------------------------------------------- sockets
 
     def attach(self, sock: socket.socket) -> int:
         """Put ``sock`` in the sockhash; returns its cookie."""
         cookie = socket_cookie(sock)
-        self.state.update(_key(cookie), bytes(STATE.size), NOEXIST)
+        self.state.update(_key(cookie), bytes(STATE.size))
         try:
             self.socks.update(_key(cookie), sock.fileno().to_bytes(8, "little"))
         except BpfError:
@@ -133,7 +139,16 @@ class Splicer:
 
     def arm(self, src: int, peer: int, start: int, end: int) -> int:
         gen = next(self._gens)
-        self.ctl.update(_key(src), CTL.pack(peer=peer, start=start, end=end, gen=gen))
+        self.ctl.update(_key(src), CTL.pack(peer=peer, start=start, end=end, gen=gen,
+                                            mode=ARM_RANGE))
+        return gen
+
+    def arm_response(self, src: int, peer: int, start: int, min_body: int) -> int:
+        """Splice the next HTTP/1.1 response of ``src`` (at stream offset ``start``) whole,
+        if the program can parse its head and its body has >= ``min_body`` bytes."""
+        gen = next(self._gens)
+        self.ctl.update(_key(src), CTL.pack(peer=peer, start=start, end=start, gen=gen,
+                                            mode=ARM_RESPONSE, min_body=min_body))
         return gen
 
     def disarm(self, src: int) -> None:
@@ -155,15 +170,27 @@ class Splicer:
         return int(self.lib.ring_buffer__epoll_fd(self.rb))
 
     def poll_events(self) -> None:
-        """Drain the ring buffer; call ``on_end`` for each event (event-loop reader)."""
-        self.lib.ring_buffer__consume(self.rb)
-        events, self._events = self._events, []
-        for cookie, gen, end in events:
-            self.on_end(cookie, gen, end)
+        """Drain the ring buffer; call ``on_head`` / ``on_end`` for each event, in order
+        (the event-loop reader, and called before reading counters). Not re-entrant."""
+        if self._polling or self.rb is None:
+            return
+        self._polling = True
+        try:
+            self.lib.ring_buffer__consume(self.rb)
+            while self._events:
+                kind, cookie, gen, end, head = self._events.pop(0)
+                if kind == EV_HEAD:
+                    self.on_head(cookie, gen, end, head)
+                else:
+                    self.on_end(cookie, gen, end)
+        finally:
+            self._polling = False
 
     def _sample(self, ctx: int, data: int, size: int) -> int:
-        fields = EVENT.unpack(ctypes.string_at(data, EVENT.size))
-        self._events.append((fields["cookie"], fields["gen"], fields["end"]))
+        raw = ctypes.string_at(data, EVENT.size)
+        f = EVENT.unpack(raw)
+        head = raw[8 * len(EVENT.fields): 8 * len(EVENT.fields) + f["head_len"]]
+        self._events.append((f["kind"], f["cookie"], f["gen"], f["end"], head))
         return 0
 
     def close(self) -> None:

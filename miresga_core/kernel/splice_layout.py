@@ -22,11 +22,17 @@ import sys
 from dataclasses import dataclass
 
 __all__ = [
-    "CTL", "END_UNBOUNDED", "EVENT", "MAP_CTL", "MAP_EVENTS", "MAP_SOCKS", "MAP_STATE",
+    "ARM_RANGE", "ARM_RESPONSE", "CTL", "END_UNBOUNDED", "EVENT", "EV_END", "EV_HEAD",
+    "HEAD_MAX", "MAP_CTL", "MAP_EVENTS", "MAP_SOCKS", "MAP_STATE",
     "PROG_VERDICT", "STATE", "Layout", "render_header",
 ]
 
 END_UNBOUNDED = (1 << 64) - 1  # ``end`` of a tunnel arming: never exhausted
+ARM_RANGE = 0  # splice_ctl.mode: bytes [start, end) as given
+ARM_RESPONSE = 1  # the next HTTP/1.1 response, head parsed by the BPF program
+EV_END = 1  # splice_event.kind: an arming reached its end
+EV_HEAD = 2  # the program parsed a response head and spliced it; ``head`` holds a copy
+HEAD_MAX = 512  # longest response head the program parses (longer ones go to user space)
 
 MAP_SOCKS = "splice_socks"
 MAP_CTL = "splice_ctl"
@@ -41,6 +47,7 @@ class Layout:
 
     cname: str
     fields: tuple[tuple[str, str], ...]  # (name, one-line purpose)
+    tail: tuple[str, int, str] | None = None  # trailing __u8 array: name, length, purpose
 
     @property
     def fmt(self) -> str:
@@ -48,7 +55,7 @@ class Layout:
 
     @property
     def size(self) -> int:
-        return 8 * len(self.fields)
+        return 8 * len(self.fields) + (self.tail[1] if self.tail else 0)
 
     def pack(self, **values: int) -> bytes:
         unknown = set(values) - {name for name, _ in self.fields}
@@ -57,8 +64,9 @@ class Layout:
         return struct.pack(self.fmt, *(values.get(name, 0) for name, _ in self.fields))
 
     def unpack(self, raw: bytes) -> dict[str, int]:
+        n = 8 * len(self.fields)
         return dict(zip((name for name, _ in self.fields),
-                        struct.unpack(self.fmt, raw[: self.size]), strict=True))
+                        struct.unpack(self.fmt, raw[:n]), strict=True))
 
 
 CTL = Layout("splice_ctl", (
@@ -66,6 +74,8 @@ CTL = Layout("splice_ctl", (
     ("start", "stream offset where splicing may begin (all bytes before it were read)"),
     ("end", "stream offset where it stops; END_UNBOUNDED for tunnels"),
     ("gen", "arming number, echoed in events; 0 is never used"),
+    ("mode", "ARM_RANGE or ARM_RESPONSE (then the program sets end from the head)"),
+    ("min_body", "ARM_RESPONSE: responses with a shorter body go to user space"),
 ))
 
 STATE = Layout("splice_state", (
@@ -78,10 +88,12 @@ STATE = Layout("splice_state", (
 ))
 
 EVENT = Layout("splice_event", (
-    ("cookie", "the source socket whose arming completed"),
+    ("kind", "EV_END or EV_HEAD"),
+    ("cookie", "the source socket"),
     ("gen", "the arming"),
-    ("end", "the stream offset reached"),
-))
+    ("end", "EV_END: the stream offset reached; EV_HEAD: where the response ends"),
+    ("head_len", "EV_HEAD: bytes of the response head (copied into head)"),
+), tail=("head", HEAD_MAX, "EV_HEAD: the response head"))
 
 
 def render_header() -> str:
@@ -96,12 +108,20 @@ def render_header() -> str:
         "#include <linux/types.h>",
         "",
         f"#define SPLICE_END_UNBOUNDED 0x{END_UNBOUNDED:x}ULL",
+        f"#define SPLICE_ARM_RANGE {ARM_RANGE}",
+        f"#define SPLICE_ARM_RESPONSE {ARM_RESPONSE}",
+        f"#define SPLICE_EV_END {EV_END}",
+        f"#define SPLICE_EV_HEAD {EV_HEAD}",
+        f"#define SPLICE_HEAD_MAX {HEAD_MAX}",
         "",
     ]
     for layout in (CTL, STATE, EVENT):
         out.append(f"struct {layout.cname} {{")
         for name, doc in layout.fields:
             out.append(f"\t__u64 {name}; /* {doc} */")
+        if layout.tail:
+            name, length, doc = layout.tail
+            out.append(f"\t__u8 {name}[{length}]; /* {doc} */")
         out.append("};")
         out.append("")
     out.append("#endif")

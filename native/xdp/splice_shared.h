@@ -7,12 +7,19 @@
 #include <linux/types.h>
 
 #define SPLICE_END_UNBOUNDED 0xffffffffffffffffULL
+#define SPLICE_ARM_RANGE 0
+#define SPLICE_ARM_RESPONSE 1
+#define SPLICE_EV_END 1
+#define SPLICE_EV_HEAD 2
+#define SPLICE_HEAD_MAX 512
 
 struct splice_ctl {
 	__u64 peer; /* cookie of the socket the bytes go out of */
 	__u64 start; /* stream offset where splicing may begin (all bytes before it were read) */
 	__u64 end; /* stream offset where it stops; END_UNBOUNDED for tunnels */
 	__u64 gen; /* arming number, echoed in events; 0 is never used */
+	__u64 mode; /* ARM_RANGE or ARM_RESPONSE (then the program sets end from the head) */
+	__u64 min_body; /* ARM_RESPONSE: responses with a shorter body go to user space */
 };
 
 struct splice_state {
@@ -25,9 +32,12 @@ struct splice_state {
 };
 
 struct splice_event {
-	__u64 cookie; /* the source socket whose arming completed */
+	__u64 kind; /* EV_END or EV_HEAD */
+	__u64 cookie; /* the source socket */
 	__u64 gen; /* the arming */
-	__u64 end; /* the stream offset reached */
+	__u64 end; /* EV_END: the stream offset reached; EV_HEAD: where the response ends */
+	__u64 head_len; /* EV_HEAD: bytes of the response head (copied into head) */
+	__u8 head[512]; /* EV_HEAD: the response head */
 };
 
 #endif

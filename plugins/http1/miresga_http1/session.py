@@ -38,6 +38,7 @@ from miresga_core.session import (
     SendBackend,
     SendClient,
     SessionContext,
+    SpliceNextResponse,
     SpliceResponse,
     Timer,
     Tunnel,
@@ -98,6 +99,7 @@ class Http1Session:
         self.client_eof = False
         self.backend_eof = False
         self.head_timer = False
+        self.head_forwarded = False  # the kernel already sent the response head
 
     # ----------------------------------------------------------------- client side
 
@@ -150,6 +152,9 @@ class Http1Session:
             self.buf.clear()
             return out + self._resume()
         self.state = FORWARD
+        assert self.head is not None
+        if self.head.method != "HEAD" and not self.head.upgrade:
+            out.append(SpliceNextResponse(SPLICE_MIN))  # armed before the request leaves
         out.append(SendBackend(self.pending))
         if self.buf:
             rest = self._forward_body(bytes(self.buf), out)
@@ -320,6 +325,8 @@ class Http1Session:
             self.resp_body = body_reader(resp.body, resp.length)
             rest = bytes(self.resp_buf)
             self.resp_buf.clear()
+            if self.head_forwarded:
+                return out  # the kernel forwards this response; on_spliced reports it
             out.append(SendClient(head_bytes))
             if self.resp_body is None:
                 return out + self._response_done(now, reuse=resp.keep_alive, extra=rest)
@@ -330,6 +337,22 @@ class Http1Session:
                     and self.state == FORWARD:
                 out.append(SpliceResponse(body.remaining))
             return out
+        return out
+
+    def on_response_head_spliced(self, head: bytes, now: float) -> list[Action]:
+        """The kernel sent this response head (and will send its body) to the client."""
+        if self.state != FORWARD or self.resp is not None:
+            return [Log("error", f"{self._who()}: unexpected spliced response head")] + \
+                self._close(release=True)
+        self.head_forwarded = True
+        try:
+            self.resp_buf += head
+            out = self._response_head(now)
+        finally:
+            self.head_forwarded = False
+        if not isinstance(self.resp_body, LengthBody):  # the program checked; be sure
+            return out + [Log("error", f"{self._who()}: spliced head without a length")] + \
+                self._close(release=True)
         return out
 
     def on_spliced(self, nbytes: int, now: float) -> list[Action]:
