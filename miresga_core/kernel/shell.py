@@ -299,13 +299,20 @@ class ClientConnection(asyncio.Protocol):
         conn.side.spliced += len(head)  # the head is accounted for here, not as body
         self.pool.stats.spliced_bytes += len(head)
         self.run(self.session.on_response_head_spliced(head, time.monotonic()))
-        if self.backend is conn:
-            self._sync_spliced(conn)  # body bytes that came in the head's skb
+        # the body is reported by the EV_END event (or _sync_spliced on EOF)
 
     def splice_end(self, conn: BackendConnection, gen: int, end: int) -> None:
-        """Ring buffer: the backend arming ``gen`` reached ``end``."""
-        if conn is self.backend and gen == self.arm_gen and self.arm_end is not None:
-            self._sync_spliced(conn)
+        """Ring buffer: the backend arming ``gen`` reached ``end``: every byte from where
+        we are to ``end`` was redirected (no counter lookup needed)."""
+        if conn is not self.backend or gen != self.arm_gen or self.arm_end is None:
+            return
+        delta = end - conn.side.pos
+        conn.side.spliced += max(delta, 0)
+        self.arm_end = None
+        if delta > 0:
+            self.pool.stats.spliced_bytes += delta
+            if not self.tunnel:
+                self.run(self.session.on_spliced(delta, time.monotonic()))
 
     def _sync_spliced(self, conn: BackendConnection) -> None:
         """Report the bytes the kernel forwarded since we last looked."""
