@@ -19,6 +19,7 @@ waits: ``_drained``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -54,6 +55,8 @@ __all__ = ["BackendConnection", "ClientConnection", "ConnectionPool", "SpliceSid
 log = logging.getLogger("miresga.kernel")
 _MAX_IDLE_PER_BACKEND = 64
 _SPLICE_RCVBUF = 64 * 1024
+_SPLICE_BUF = 4 << 20
+_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; need CAP_NET_ADMIN
 _DEBUG = bool(os.environ.get("MIRESGA_SPLICE_DEBUG"))
 _DRAIN_DEADLINE = 5.0  # seconds to wait for redirected bytes before writing anyway
 _WRITES_TO_CLIENT = (SendClient, CloseClient)
@@ -342,6 +345,15 @@ class ClientConnection(asyncio.Protocol):
                 side.cookie = splicer.attach(_raw_socket(sock))
             except OSError:  # e.g. EOPNOTSUPP: the peer closed, the socket left ESTABLISHED
                 return False
+            # When a redirect finds the send buffer full, the kernel retries one jiffy later
+            # (sk_psock_backlog: 4 ms at HZ=250): a send buffer that holds a large response
+            # keeps that off the fast path.
+            # Redirected bytes are not "read" by anyone, so TCP receive-buffer autotuning
+            # never grows the source socket's window: fix both buffers at a size that
+            # holds a large response.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, _SPLICE_BUF)
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _SPLICE_BUF)
             side.rx = side.spliced = 0
         return True
 

@@ -67,7 +67,7 @@ static __always_inline void notify_end(__u64 cookie, const struct splice_ctl *ct
 	ev->gen = ctl->gen;
 	ev->end = ctl->end;
 	ev->head_len = 0;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP); /* adaptive wakeups can be lost */
 }
 
 /* ----------------------------------------------------------- response heads
@@ -227,7 +227,7 @@ static __always_inline __u64 parse_response(struct __sk_buff *skb, __u64 cookie,
 	ev->gen = ctl->gen;
 	ev->end = off + scan.hlen + scan.body;
 	ev->head_len = scan.hlen;
-	if (bpf_ringbuf_output(&splice_events, ev, sizeof(*ev), 0) < 0)
+	if (bpf_ringbuf_output(&splice_events, ev, sizeof(*ev), BPF_RB_FORCE_WAKEUP) < 0)
 		return 0; /* user space could not learn about it: let it see the response */
 	return ev->end;
 }
