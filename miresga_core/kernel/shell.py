@@ -228,6 +228,8 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.side.rx += len(data)
+        if _DEBUG:
+            log.warning("%.6f client data %d", time.monotonic(), len(data))
         self.run(self.session.on_client_data(data, time.monotonic()))
         if self.client_armed:
             self._arm_client()  # bytes came through user space: the arming was declined
@@ -298,6 +300,8 @@ class ClientConnection(asyncio.Protocol):
         ``gen``; the response ends at stream offset ``end``."""
         if conn is not self.backend or gen != self.arm_gen:
             return
+        if _DEBUG:
+            log.warning("%.6f head gen=%d end=%d", time.monotonic(), gen, end)
         self.arm_end = end
         conn.side.spliced += len(head)  # the head is accounted for here, not as body
         self.pool.stats.spliced_bytes += len(head)
@@ -310,6 +314,8 @@ class ClientConnection(asyncio.Protocol):
         if conn is not self.backend or gen != self.arm_gen or self.arm_end is None:
             return
         delta = end - conn.side.pos
+        if _DEBUG:
+            log.warning("%.6f end gen=%d delta=%d", time.monotonic(), gen, delta)
         conn.side.spliced += max(delta, 0)
         self.arm_end = None
         if delta > 0:
@@ -513,8 +519,12 @@ class ClientConnection(asyncio.Protocol):
     async def _open(self, backend: Backend) -> None:
         conn = BackendConnection(backend.address, self.pool)
         try:
-            await self.loop.create_connection(lambda: conn, backend.address.host,
-                                              backend.address.port)
+            if self.pool.splicer is not None:
+                sock = await _connect_for_splice(self.loop, backend.address)
+                await self.loop.create_connection(lambda: conn, sock=sock)
+            else:
+                await self.loop.create_connection(lambda: conn, backend.address.host,
+                                                  backend.address.port)
         except asyncio.CancelledError:
             return
         except OSError as exc:
@@ -613,6 +623,8 @@ class ClientConnection(asyncio.Protocol):
         self.pool.by_cookie[conn.side.cookie] = conn
         self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie,
                                             conn.side.pos, action.min_body)
+        if _DEBUG:
+            log.warning("%.6f arm gen=%d", time.monotonic(), self.arm_gen)
         self.side.pending_in = True
 
     def _splice_response(self, action: SpliceResponse) -> None:
@@ -643,6 +655,28 @@ _HANDLERS: dict[type, Callable[[ClientConnection, Any], None]] = {
     SpliceNextResponse: ClientConnection._splice_next_response,
     Log: ClientConnection._log,
 }
+
+
+async def _connect_for_splice(loop: asyncio.AbstractEventLoop, address: Address
+                              ) -> socket.socket:
+    """A backend socket whose receive buffer is set *before* connecting.
+
+    Bytes redirected in the kernel stay charged to this socket until a kernel worker has
+    sent them on, and nothing reads the socket, so receive-window autotuning never grows
+    it and window updates wait for the delayed-ACK timer (40 ms stalls per window on a
+    veth). The window clamp is fixed at connect time, so the buffer must be large then.
+    """
+    family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _SPLICE_BUF)
+        await loop.sock_connect(sock, (address.host, address.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _forget(splicer: Splicer | None, side: SpliceSide) -> None:
