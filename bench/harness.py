@@ -204,7 +204,10 @@ def _write(results: list[Result], out_dir: Path, quick: bool, seconds: float, co
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wrk -t2 -c{conns}, "
         f"{seconds} s per cell; every load balancer has {WORKERS} workers/threads; "
         "nginx backends (2) in their own namespace, clients in another.",
-        "HTTP/2 (h2load): not run, main has no HTTP/2 listener yet.", "",
+        "HTTP/2 (h2load): not run, main has no HTTP/2 listener yet.",
+        "LB CPU = utime + stime of the load balancer's processes (/proc); kernel work done "
+        "for them in softirq context is counted only when it ran in their context, and the "
+        "kworkers that send sockmap-redirected bytes are not counted at all.", "",
         "| target | object | connections | req/s | vs HAProxy | p50 ms | p99 ms | "
         "LB CPU us/req | vs HAProxy | errors |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
