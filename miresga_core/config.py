@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import tomllib as _toml
 import types
 import typing
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .api import Address, Backend, OffloadMode, parse_address
+from .api import Address, Backend, OffloadMode, ParserPlugin, parse_address
 from .errors import ConfigError
 from .tomlpos import KeyLines
 
@@ -254,7 +255,8 @@ def _convert(tp: Any, raw: Any, ctx: _Ctx, path: tuple[str | int, ...]) -> Any:
             choices = ", ".join(repr(m.value) for m in tp)
             raise ValueError(f"must be one of {choices}, got {raw!r}") from None
     if dataclasses.is_dataclass(tp):
-        return tp(**build(tp, raw, ctx, path))  # type: ignore[arg-type]
+        cls = typing.cast(type, tp)
+        return cls(**build(cls, raw, ctx, path))
     if tp is bool:
         if not isinstance(raw, bool):
             raise ValueError(f"expected true or false, got {_tname(raw)}")
@@ -289,7 +291,8 @@ def parse_config(text: str, registry: Registry, file: str = "<config>") -> Confi
     try:
         raw = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        found = re.search(r"\(at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
         msg = str(exc).split(" (at line")[0]
         raise ConfigError(f"TOML syntax: {msg}", file=file, line=line) from None
     ctx = _Ctx(file, KeyLines(text))
@@ -366,8 +369,9 @@ def _listeners(raw: Any, ctx: _Ctx, registry: Registry,
         if not isinstance(table, dict):
             raise ctx.error(path, "expected a table")
         routes_raw = table.get("routes", [])
-        values = build(ListenerConfig, {k: v for k, v in table.items() if k != "routes"}, ctx,
-                       path, skip=("routes",))
+        values = build(ListenerConfig,
+                       {k: v for k, v in table.items() if k not in ("routes", "name")}, ctx,
+                       path, skip=("routes", "name"))
         name = table.get("name", f"listener-{i}")
         if not isinstance(name, str) or not name:
             raise ctx.error((*path, "name"), "expected a non-empty string")
@@ -393,7 +397,7 @@ def _listeners(raw: Any, ctx: _Ctx, registry: Registry,
     return tuple(out)
 
 
-def _routes(raw: Any, ctx: _Ctx, path: tuple[str | int, ...], parser: type,
+def _routes(raw: Any, ctx: _Ctx, path: tuple[str | int, ...], parser: type[ParserPlugin],
             pools: Mapping[str, PoolConfig]) -> tuple[RouteConfig, ...]:
     if not isinstance(raw, list):
         raise ctx.error(path, "expected an array of tables ([[listeners.routes]])")

@@ -41,11 +41,11 @@ class _Handler:
             data = await self.reader.read(_CHUNK)
             self.conn.receive_data(data)
 
-    async def send(self, *events: object) -> None:
+    async def send(self, *events: h11.Event | None) -> None:
         for event in events:
             if event is None:  # optional parts of a response
                 continue
-            data = self.conn.send(event)  # type: ignore[arg-type]
+            data = self.conn.send(event)
             if data:
                 self.writer.write(data)
         await self.writer.drain()

@@ -50,10 +50,10 @@ class KeyLines:
             if text.startswith("[[", pos):
                 keys, pos = _parse_key(text, pos + 2)
                 pos = text.find("]]", pos) + 2 if text.find("]]", pos) >= 0 else n
-                base = tuple(keys)
-                index = self._aot_count.get(self._resolve(base), 0)
-                self._aot_count[self._resolve(base)] = index + 1
-                table = (*self._resolve(base), index)
+                base = self._resolve(tuple(keys[:-1])) + (keys[-1],) if keys else ()
+                index = self._aot_count.get(base, 0)
+                self._aot_count[base] = index + 1
+                table = (*base, index)
                 self.lines.setdefault(table[:-1], line)
                 self.lines[table] = line
             elif text[pos] == "[":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 
@@ -27,6 +27,10 @@ class KernelOptions:
                       else "must be \"auto\", \"sockmap\" or \"relay\"",
                       doc="response bodies and tunnels: sockmap = in-kernel splice (eBPF, "
                           "needs root), relay = user space, auto = sockmap when permitted")
+    rules: Literal["c", "python", "prototype"] = opt(
+        "c", doc="how requests are decided: the compiled rule program in the C VM (Python VM "
+                 "when the extension is missing, logged), the Python VM, or the parser's "
+                 "Python prototype")
 
 
 class KernelDataPlane:

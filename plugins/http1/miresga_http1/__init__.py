@@ -21,9 +21,6 @@ class Http1Parser(ParserPlugin):
     name = "http1"
     alpn = ("http/1.1", "http/1.0")
 
-    def __init__(self, max_head: int = ParserPlugin.default_max_head) -> None:
-        self.max_head = max_head
-
     @classmethod
     def fields(cls) -> Sequence[FieldSpec]:
         return (
@@ -39,6 +36,13 @@ class Http1Parser(ParserPlugin):
 
     def parse_head(self, data: bytes) -> RequestHead | NeedMore | Reject:
         return prototype.parse_head(data, self.max_head)
+
+    def head_from_outcome(self, data: bytes, outcome: Any) -> RequestHead:
+        return prototype.head_from_outcome(data, outcome)
+
+    def compile(self, b: Any, fields: Sequence[str]) -> Any:
+        from .compiled import compile_http1
+        return compile_http1(b, fields, self.max_head)
 
     def new_session(self, ctx: SessionContext) -> Http1Session:
         return Http1Session(ctx)

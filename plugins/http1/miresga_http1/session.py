@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from miresga_core import BodyFraming, NeedMore, OffloadMode, Reject, RequestHead
+from miresga_core.decide import Decided
 from miresga_core.routing import RouteResult
 from miresga_core.session import (
     Action,
@@ -156,9 +157,8 @@ class Http1Session:
         if self.head.method != "HEAD" and not self.head.upgrade:
             out.append(SpliceNextResponse(SPLICE_MIN))  # armed before the request leaves
         out.append(SendBackend(self.pending))
-        if self.buf:
-            rest = self._forward_body(bytes(self.buf), out)
-            self.buf[:] = rest
+        if self.buf and self.req_body is not None:
+            self.buf[:] = self._forward_body(bytes(self.buf), out)
         out.append(Timer("response", self.timeouts.response))
         return out + self._resume()
 
@@ -214,7 +214,16 @@ class Http1Session:
     def _next_request(self, now: float) -> list[Action]:
         if not self.buf:
             return [Timer("idle", self.timeouts.idle)]
-        result = self.ctx.parse(bytes(self.buf))
+        route: RouteResult | None = None
+        result: RequestHead | NeedMore | Reject
+        if self.ctx.decide is not None:
+            decided = self.ctx.decide(bytes(self.buf), self.ctx.client, now)
+            if type(decided) is Decided:
+                result, route = decided.head, decided.route
+            else:
+                result = decided
+        else:
+            result = self.ctx.parse(bytes(self.buf))
         if isinstance(result, NeedMore):
             if not self.head_timer:
                 self.head_timer = True
@@ -225,10 +234,12 @@ class Http1Session:
         self.head_timer = False
         self.head = result
         self.exclude.clear()
-        return [Timer("head", 0), Timer("idle", 0)] + self._dispatch(result, now)
+        return [Timer("head", 0), Timer("idle", 0)] + self._dispatch(result, now, route)
 
-    def _dispatch(self, head: RequestHead, now: float) -> list[Action]:
-        result = self.ctx.router.route(head, self.ctx.client, frozenset(self.exclude), now)
+    def _dispatch(self, head: RequestHead, now: float,
+                  result: RouteResult | None = None) -> list[Action]:
+        if result is None:
+            result = self.ctx.router.route(head, self.ctx.client, frozenset(self.exclude), now)
         self.result = result
         if not result.pool:
             return self._local(404, f"no route for {head.method} {head.host}{head.path}")
@@ -276,10 +287,13 @@ class Http1Session:
         log: list[Action] = [Log("warning", f"{self._who()}: {reason}")]
         if self.head.idempotent and len(self.exclude) < self.ctx.retries:
             self.exclude.add(backend.index)
-            self.ctx.stats.retries += 1
-            self.buf[:0] = self._raw_head_again()
-            self.state = HEAD
-            return log + self._dispatch(self.head, now)
+            again = self.ctx.router.route(self.head, self.ctx.client, frozenset(self.exclude),
+                                          now)
+            if again.backend is not None:  # else: nothing left to try, answer 502 below
+                self.ctx.stats.retries += 1
+                self.buf[:0] = self._raw_head_again()
+                self.state = HEAD
+                return log + self._dispatch(self.head, now, again)
         return log + self._fail(502, reason)
 
     def _raw_head_again(self) -> bytes:
