@@ -47,42 +47,28 @@ from ..session import (
     Timer,
     Tunnel,
 )
-from .splice import Splicer, queued_bytes
+from .splice import (
+    SO_RCVBUFFORCE,
+    SO_SNDBUFFORCE,
+    SPLICE_BUF,
+    Splicer,
+    SpliceSide,
+    connect_for_splice,
+    forget_side,
+    queued_bytes,
+    quickack,
+    raw_socket,
+)
 from .splice_layout import END_UNBOUNDED
 
-__all__ = ["BackendConnection", "ClientConnection", "ConnectionPool", "SpliceSide"]
+__all__ = ["BackendConnection", "ClientConnection", "ConnectionPool"]
 
 log = logging.getLogger("miresga.kernel")
 _MAX_IDLE_PER_BACKEND = 64
 _SPLICE_RCVBUF = 64 * 1024
-_SPLICE_BUF = 4 << 20
-_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; need CAP_NET_ADMIN
 _DEBUG = bool(os.environ.get("MIRESGA_SPLICE_DEBUG"))
 _DRAIN_DEADLINE = 5.0  # seconds to wait for redirected bytes before writing anyway
 _WRITES_TO_CLIENT = (SendClient, CloseClient)
-
-
-class SpliceSide:
-    """One socket's part in splicing: its cookie and where user space is in its stream.
-
-    ``rx`` counts bytes user space read since the socket joined the sockhash and ``spliced``
-    the bytes the kernel redirected out of its peer that we have accounted for, so
-    ``rx + spliced`` is the stream offset the BPF program calls ``seen`` once nothing is in
-    flight. ``written`` counts bytes we wrote to the socket ourselves.
-    """
-
-    __slots__ = ("cookie", "pending_in", "rx", "spliced", "written")
-
-    def __init__(self) -> None:
-        self.cookie: int | None = None
-        self.rx = 0
-        self.spliced = 0
-        self.written = 0
-        self.pending_in = False  # the kernel may have redirected bytes out of this socket
-
-    @property
-    def pos(self) -> int:
-        return self.rx + self.spliced
 
 
 class ConnectionPool:
@@ -169,7 +155,7 @@ class BackendConnection(asyncio.Protocol):
         self.closed = True
         owner, self.owner = self.owner, None
         self.pool.forget(self)
-        _forget(self.pool.splicer, self.side)
+        forget_side(self.pool.splicer, self.side)
         if self.side.cookie is not None:
             self.pool.by_cookie.pop(self.side.cookie, None)
         if owner is not None:
@@ -252,7 +238,7 @@ class ClientConnection(asyncio.Protocol):
         if self.timer_handle is not None:
             self.timer_handle.cancel()
         self._drop_backend()
-        _forget(self.pool.splicer, self.side)
+        forget_side(self.pool.splicer, self.side)
 
     def pause_writing(self) -> None:  # the client is slow: stop reading the backend
         if self.backend is not None and self.backend.transport is not None:
@@ -310,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
         if _DEBUG:
             log.warning("%.6f head gen=%d end=%d", time.monotonic(), gen, end)
         self.arm_end = end
-        _quickack(conn.transport)
+        quickack(conn.transport)
         conn.side.spliced += len(head)  # the head is accounted for here, not as body
         self.pool.stats.spliced_bytes += len(head)
         self.run(self.session.on_response_head_spliced(head, time.monotonic()))
@@ -356,7 +342,7 @@ class ClientConnection(asyncio.Protocol):
         if side.cookie is None:
             sock = transport.get_extra_info("socket")
             try:
-                side.cookie = splicer.attach(_raw_socket(sock))
+                side.cookie = splicer.attach(raw_socket(sock))
             except OSError:  # e.g. EOPNOTSUPP: the peer closed, the socket left ESTABLISHED
                 return False
             # When a redirect finds the send buffer full, the kernel retries one jiffy later
@@ -366,8 +352,8 @@ class ClientConnection(asyncio.Protocol):
             # never grows the source socket's window: fix both buffers at a size that
             # holds a large response.
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, _SPLICE_BUF)
-                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _SPLICE_BUF)
+                sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SPLICE_BUF)
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SPLICE_BUF)
             side.rx = side.spliced = 0
         return True
 
@@ -449,7 +435,7 @@ class ClientConnection(asyncio.Protocol):
             return True
         ours = side.written - transport.get_write_buffer_size()
         try:
-            done = queued_bytes(_raw_socket(sock)) >= ours + splicer.redirected_in(side.cookie)
+            done = queued_bytes(raw_socket(sock)) >= ours + splicer.redirected_in(side.cookie)
         except OSError:
             return True  # the socket is gone: nothing left to order against
         if done and self.arm_end is None and not self.tunnel:
@@ -542,7 +528,7 @@ class ClientConnection(asyncio.Protocol):
         conn = BackendConnection(backend.address, self.pool)
         try:
             if self.pool.splicer is not None:
-                sock = await _connect_for_splice(self.loop, backend.address)
+                sock = await connect_for_splice(self.loop, backend.address)
                 await self.loop.create_connection(lambda: conn, sock=sock)
             else:
                 await self.loop.create_connection(lambda: conn, backend.address.host,
@@ -664,7 +650,7 @@ class ClientConnection(asyncio.Protocol):
         self.pool.by_cookie[conn.side.cookie] = conn
         self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie,
                                             conn.side.pos, action.min_body)
-        _quickack(conn.transport)
+        quickack(conn.transport)
         if _DEBUG:
             log.warning("%.6f arm gen=%d", time.monotonic(), self.arm_gen)
         self.side.pending_in = True
@@ -697,49 +683,6 @@ _HANDLERS: dict[type, Callable[[ClientConnection, Any], None]] = {
     SpliceNextResponse: ClientConnection._splice_next_response,
     Log: ClientConnection._log,
 }
-
-
-async def _connect_for_splice(loop: asyncio.AbstractEventLoop, address: Address
-                              ) -> socket.socket:
-    """A backend socket whose receive buffer is set *before* connecting.
-
-    Bytes redirected in the kernel stay charged to this socket until a kernel worker has
-    sent them on, and nothing reads the socket, so receive-window autotuning never grows
-    it and window updates wait for the delayed-ACK timer (40 ms stalls per window on a
-    veth). The window clamp is fixed at connect time, so the buffer must be large then.
-    """
-    family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _SPLICE_BUF)
-        await loop.sock_connect(sock, (address.host, address.port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _quickack(transport: Any) -> None:
-    """ACK the backend at once for a while. Redirected bytes free their receive memory
-    later (when a kernel worker has sent them), which sends no window update; with
-    delayed ACKs the backend then stalls up to 40 ms per window (measured: 1 MiB keep-alive
-    responses over veth went from 29 to 77 per second with this)."""
-    with contextlib.suppress(OSError, AttributeError):
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-
-
-def _forget(splicer: Splicer | None, side: SpliceSide) -> None:
-    if splicer is not None and side.cookie is not None:
-        splicer.forget(side.cookie)
-        side.cookie = None
-
-
-def _raw_socket(sock: Any) -> socket.socket:
-    """asyncio hands out a TransportSocket wrapper; the splicer needs getsockopt/fileno,
-    which both have. (uvloop gives a real socket.)"""
-    return typing.cast(socket.socket, sock)
 
 
 def _nodelay(transport: asyncio.BaseTransport) -> None:
