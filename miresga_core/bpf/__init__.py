@@ -20,6 +20,7 @@ Objects, programs, maps::
   ``obj.load()``: share maps pinned by an earlier load. A refused load raises
   :class:`BpfError` carrying the tail of the verifier log.
 - ``Map.from_pinned(path)``: open a pinned map in another process (owns its fd; close it).
+  ``pinned_id(path)``: kernel id of a pinned program or map.
   Per-CPU maps: ``lookup`` returns all CPUs' slots concatenated, ``lookup_percpu`` splits.
 - Attach (:mod:`.attach`): ``xdp_attach(ifindex, fd, "native"|"generic")``, ``xdp_detach``,
   ``xdp_query``; ``tc_attach(ifindex, fd, TC_EGRESS) -> TcFilter``, ``tc_detach(filter)``,
@@ -48,11 +49,21 @@ from .attach import (
 )
 from .bpffs import BPFFS, ensure_bpffs, is_bpffs, remove_pin_dir
 from .build import BuildError, build_object
-from .objects import ANY, EXIST, NOEXIST, BpfObject, Map, Program, TestRun, possible_cpus
+from .objects import (
+    ANY,
+    EXIST,
+    NOEXIST,
+    BpfObject,
+    Map,
+    Program,
+    TestRun,
+    pinned_id,
+    possible_cpus,
+)
 
 __all__ = [
     "ANY", "BPFFS", "EXIST", "NOEXIST", "TC_EGRESS", "TC_INGRESS", "BpfError", "BpfObject",
     "BuildError", "Map", "Program", "TcFilter", "TestRun", "build_object", "ensure_bpffs",
-    "is_bpffs", "possible_cpus", "remove_pin_dir", "tc_attach", "tc_detach", "tc_query",
-    "xdp_attach", "xdp_detach", "xdp_query",
+    "is_bpffs", "pinned_id", "possible_cpus", "remove_pin_dir", "tc_attach", "tc_detach",
+    "tc_query", "xdp_attach", "xdp_detach", "xdp_query",
 ]

@@ -200,11 +200,16 @@ def _load() -> ctypes.CDLL:
         "bpf_tc_attach": (c_int, [POINTER(TcHook), POINTER(TcOpts)]),
         "bpf_tc_detach": (c_int, [POINTER(TcHook), POINTER(TcOpts)]),
         "bpf_tc_query": (c_int, [POINTER(TcHook), POINTER(TcOpts)]),
+        "libbpf_set_print": (c_void_p, [c_void_p]),
     }
     for fname, (restype, argtypes) in protos.items():
         fn = getattr(so, fname)
         fn.restype = restype
         fn.argtypes = argtypes
+    # libbpf prints warnings we turn into exceptions anyway (and expected ones, such as
+    # "exclusivity flag on" when clsact exists); MIRESGA_LIBBPF_DEBUG=1 keeps its output.
+    if not os.environ.get("MIRESGA_LIBBPF_DEBUG"):
+        so.libbpf_set_print(None)
     return so
 
 

@@ -14,7 +14,8 @@ from . import _libbpf as L
 from ._libbpf import BpfError, check, check_ptr
 
 __all__ = [
-    "ANY", "EXIST", "NOEXIST", "BpfObject", "Map", "Program", "TestRun", "possible_cpus",
+    "ANY", "EXIST", "NOEXIST", "BpfObject", "Map", "Program", "TestRun", "pinned_id",
+    "possible_cpus",
 ]
 
 # bpf_map_update_elem flags (linux/bpf.h)
@@ -35,6 +36,19 @@ def possible_cpus() -> int:
         lo, _, hi = part.partition("-")
         count += int(hi or lo) - int(lo) + 1
     return count
+
+
+def pinned_id(path: str | os.PathLike[str]) -> int:
+    """Kernel id of the program or map pinned at ``path`` (as ``bpftool`` shows it)."""
+    fd = check(L.lib.bpf_obj_get(os.fsencode(path)), f"bpf_obj_get({path})")
+    try:
+        info = (ctypes.c_uint32 * 2)()  # bpf_prog_info and bpf_map_info start: type, id
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        check(L.lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)),
+              f"bpf_obj_get_info_by_fd({path})")
+        return int(info[1])
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
