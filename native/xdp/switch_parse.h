@@ -1,0 +1,134 @@
+/* Header parsing for the switch: Ethernet, ARP, IPv4, TCP, and the options of a SYN.
+ * Every access is bounds-checked against data_end (the verifier insists, and a truncated
+ * packet must be counted and dropped, never read past). */
+#ifndef MIRESGA_SWITCH_PARSE_H
+#define MIRESGA_SWITCH_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include "generated/cookie_layout.h"
+
+#define ARPOP_REQUEST_ 1
+#define ARPOP_REPLY_ 2
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define TCP_MAX_OPT_LEN 40
+
+/* ARP for IPv4 over Ethernet; addresses as bytes because they are not aligned */
+struct arp_eth {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[ETH_ALEN];
+	__u8 spa[4];
+	__u8 tha[ETH_ALEN];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+struct pkt {
+	void *data;
+	void *end;
+	__u32 len;
+	struct ethhdr *eth;
+	void *l3;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__u32 payload_len; /* TCP payload bytes (from the IP total length) */
+};
+
+enum parsed {
+	PARSED_MALFORMED = 0,
+	PARSED_OTHER,   /* not IPv4 or ARP: the host's business */
+	PARSED_ARP,
+	PARSED_IPV4,    /* IPv4 that is not a first TCP fragment with a full header */
+	PARSED_TCP,
+};
+
+static __always_inline enum parsed parse_packet(struct pkt *p)
+{
+	struct ethhdr *eth = p->data;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__u32 ihl, tot, doff;
+
+	if ((void *)(eth + 1) > p->end)
+		return PARSED_MALFORMED;
+	p->eth = eth;
+	p->l3 = eth + 1;
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return PARSED_ARP;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return PARSED_OTHER;
+	ip = p->l3;
+	if ((void *)(ip + 1) > p->end)
+		return PARSED_MALFORMED;
+	ihl = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl ||
+	    (void *)ip + tot > p->end)
+		return PARSED_MALFORMED;
+	p->ip = ip;
+	if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return PARSED_IPV4;
+	tcp = (void *)ip + ihl;
+	if ((void *)(tcp + 1) > p->end)
+		return PARSED_MALFORMED;
+	doff = tcp->doff * 4;
+	if (doff < sizeof(*tcp) || ihl + doff > tot)
+		return PARSED_MALFORMED;
+	p->tcp = tcp;
+	p->payload_len = tot - ihl - doff;
+	return PARSED_TCP;
+}
+
+/* MSS, window scale and SACK-permitted of a SYN. Returns -1 on a malformed option list. */
+static __always_inline int parse_syn_options(struct pkt *p, __u8 *opts, __u32 len,
+					     __u32 *mss, __u32 *ws, __u32 *sack)
+{
+	__u32 off = 0;
+
+	for (int i = 0; i < TCP_MAX_OPT_LEN; i++) {
+		__u8 *o;
+		__u8 kind, olen;
+
+		if (off >= len || off >= TCP_MAX_OPT_LEN)
+			break;
+		o = opts + off;
+		if ((void *)(o + 1) > p->end)
+			return -1;
+		kind = o[0];
+		if (kind == 0) /* end of option list */
+			break;
+		if (kind == 1) { /* NOP */
+			off++;
+			continue;
+		}
+		if ((void *)(o + 2) > p->end)
+			return -1;
+		olen = o[1];
+		if (olen < 2 || off + olen > len)
+			return -1;
+		if (kind == 2 && olen == 4) {
+			if ((void *)(o + 4) > p->end)
+				return -1;
+			*mss = (__u32)o[2] << 8 | o[3];
+		} else if (kind == 3 && olen == 3) {
+			if ((void *)(o + 3) > p->end)
+				return -1;
+			/* RFC 7323 2.3: a shift above 14 is used as 14 */
+			*ws = o[2] > COOKIE_WSCALE_MAX ? COOKIE_WSCALE_MAX : o[2];
+		} else if (kind == 4 && olen == 2) {
+			*sack = 1;
+		}
+		off += olen;
+	}
+	return 0;
+}
+
+#endif /* MIRESGA_SWITCH_PARSE_H */
