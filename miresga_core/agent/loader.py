@@ -193,9 +193,9 @@ def status(iface: str, *, flows: bool = True, flow_limit: int = 100) -> AgentSta
                          "grace_s": cfg["grace_ns"] / 1e9}
             st.counters = maps.counters()
             if flows:
-                st.flows = [{"client": f"{f.client}:{f.client_port}",
-                             "backend": f"{f.backend}:{f.backend_port}", "flags": f.flags,
-                             **{k: v for k, v in f.state.items() if not k.startswith("_")}}
+                st.flows = [{**{k: v for k, v in f.state.items() if not k.startswith("_")},
+                             "client": f"{f.client}:{f.client_port}",
+                             "backend": f"{f.backend}:{f.backend_port}", "flags": f.flags}
                             for f in maps.flows(flow_limit)]
         finally:
             maps.close()
