@@ -137,7 +137,14 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.backend: BackendConnection | None = None
         self.connecting: asyncio.Task[Any] | None = None
-        self.timers: dict[str, asyncio.TimerHandle] = {}
+        # lazy timers: name -> deadline, one loop handle for the earliest (re-arming a timer
+        # on every request would otherwise create and cancel several handles per request)
+        self.deadlines: dict[str, float] = {}
+        self.timer_handle: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        # writes of one run() are joined into one send per side
+        self.client_out: list[bytes] = []
+        self.backend_out: list[bytes] = []
         self.queue: deque[Action] = deque()
         self.running = False
         self.closed = False
@@ -166,9 +173,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.registry.discard(self)
-        for handle in self.timers.values():
-            handle.cancel()
-        self.timers.clear()
+        self.deadlines.clear()
+        if self.timer_handle is not None:
+            self.timer_handle.cancel()
         self._drop_backend()
 
     def pause_writing(self) -> None:  # the client is slow: stop reading the backend
@@ -214,16 +221,29 @@ class ClientConnection(asyncio.Protocol):
                 _HANDLERS[type(action)](self, action)
         finally:
             self.running = False
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.backend_out:
+            data = self.backend_out[0] if len(self.backend_out) == 1 else \
+                b"".join(self.backend_out)
+            self.backend_out.clear()
+            if self.backend is not None and self.backend.transport is not None:
+                self.backend.transport.write(data)
+        if self.client_out:
+            data = self.client_out[0] if len(self.client_out) == 1 else b"".join(self.client_out)
+            self.client_out.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.write(data)
 
     def _send_client(self, action: SendClient) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(action.data)
+        self.client_out.append(action.data)
 
     def _send_backend(self, action: SendBackend) -> None:
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.write(action.data)
+        self.backend_out.append(action.data)
 
     def _connect(self, action: Connect) -> None:
+        self._flush()
         self._drop_backend()
         conn = self.pool.take(action.backend.address) if action.reuse else None
         if conn is not None:
@@ -255,6 +275,7 @@ class ClientConnection(asyncio.Protocol):
         self.run(self.session.on_backend_connected(time.monotonic()))
 
     def _release(self, action: Release) -> None:
+        self._flush()
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -271,12 +292,14 @@ class ClientConnection(asyncio.Protocol):
         self._release(Release(reuse=False))
 
     def _close_client(self, action: CloseClient) -> None:
+        self._flush()
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
         self._drop_backend()
 
     def _half_close(self, action: HalfClose) -> None:
+        self._flush()
         if action.to_backend:
             target = self.backend.transport if self.backend is not None else None
         else:
@@ -285,17 +308,33 @@ class ClientConnection(asyncio.Protocol):
             target.write_eof()
 
     def _timer(self, action: Timer) -> None:
-        old = self.timers.pop(action.name, None)
-        if old is not None:
-            old.cancel()
-        if action.seconds > 0 and not self.closed:
-            self.timers[action.name] = self.loop.call_later(action.seconds, self._fire,
-                                                            action.name)
+        if action.seconds <= 0:
+            self.deadlines.pop(action.name, None)
+            return
+        if self.closed:
+            return
+        at = self.loop.time() + action.seconds
+        self.deadlines[action.name] = at
+        if self.timer_handle is None or at < self.timer_at:
+            self._schedule(at)
 
-    def _fire(self, name: str) -> None:
-        self.timers.pop(name, None)
-        if not self.closed:
+    def _schedule(self, at: float) -> None:
+        if self.timer_handle is not None:
+            self.timer_handle.cancel()
+        self.timer_at = at
+        self.timer_handle = self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self.timer_handle = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        due = [name for name, at in self.deadlines.items() if at <= now]
+        for name in due:
+            del self.deadlines[name]
             self.run(self.session.on_timer(name, time.monotonic()))
+        if self.deadlines and self.timer_handle is None and not self.closed:
+            self._schedule(min(self.deadlines.values()))
 
     def _pause(self, action: Pause) -> None:
         self.reading_paused = True
