@@ -90,8 +90,9 @@ class FrontendConfig:
 class Frontend:
     """Packets in, actions out. One instance per front-end (all its VIPs)."""
 
-    def __init__(self, config: FrontendConfig, decider: Decider,
+    def __init__(self, config: FrontendConfig, decider: Decider | Mapping[Address, Decider],
                  secrets: cookie.CookieSecrets) -> None:
+        # one decider for every VIP, or one per VIP (a listener each)
         self.config = config
         self.decider = decider
         self.secrets = secrets
@@ -259,7 +260,9 @@ class Frontend:
                     conn.remaining -= n
                 self._to_leg(conn, conn.leg, chunk, out)
                 continue
-            result = self.decider.decide(bytes(conn.pending), conn.client, now / S)
+            decider = (self.decider[conn.vip] if isinstance(self.decider, Mapping)
+                       else self.decider)
+            result = decider.decide(bytes(conn.pending), conn.client, now / S)
             if isinstance(result, NeedMore):
                 if len(conn.pending) > self.config.max_head:
                     self.counters["head_too_big"] += 1
