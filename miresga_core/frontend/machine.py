@@ -230,10 +230,10 @@ class Frontend:
             hi = min(len(seg.payload), max(0, seq_diff(leg.sent_upto, seg.seq)))
             if lo < hi:
                 self.counters["retransmit_fwd"] += 1
-                self._emit(out, Segment(
+                self._emit_split(out, Segment(
                     seg.src, leg.backend.host, seg.sport, leg.backend.port,
                     seq_add(seg.seq, lo), conn.ack, ACK | PSH, conn.window,
-                    payload=seg.payload[lo:hi]))
+                    payload=seg.payload[lo:hi]), leg.mss)
         if len(seg.payload) > dup:  # overlapping segment carrying new bytes too
             new = seg.with_(seq=conn.next_seq, payload=seg.payload[dup:])
             self._client(new, conn.client, conn.vip, conn.last_ns, out)
@@ -384,7 +384,9 @@ class Frontend:
             if seg.has(RST):
                 self._reset_client(conn, out)
             return
-        self._emit(out, seg.with_(src=conn.vip.host, sport=conn.vip.port, options=seg.options))
+        # the interface may hand us GRO-merged segments: resegment to the client's MSS
+        self._emit_split(out, seg.with_(src=conn.vip.host, sport=conn.vip.port),
+                         conn.info.mss)
         self.counters["to_client"] += 1
         if seg.has(RST):
             self.counters["rst_backend"] += 1
@@ -467,6 +469,20 @@ class Frontend:
             conn.offloaded = False
             self.counters["unoffload"] += 1
         conn.pending.clear()
+
+    def _emit_split(self, out: list[Action], seg: Segment, mss: int) -> None:
+        """Emit ``seg``, cut into MSS-sized segments (FIN/PSH stay on the last)."""
+        mss = max(64, mss)
+        if len(seg.payload) <= mss:
+            self._emit(out, seg)
+            return
+        tail_flags = seg.flags & (FIN | PSH)
+        data = seg.payload
+        for i in range(0, len(data), mss):
+            last = i + mss >= len(data)
+            flags = seg.flags if last else seg.flags & ~tail_flags
+            self._emit(out, seg.with_(seq=seq_add(seg.seq, i), flags=flags,
+                                      payload=data[i:i + mss]))
 
     def _alive(self, conn: Conn) -> bool:
         return self.conns.get((conn.client, conn.vip)) is conn

@@ -156,8 +156,10 @@ class PacketShell:
         self._act(actions)
 
     def _act(self, actions: list[Action]) -> None:
+        # offloads first: a released request's response then finds the switch ready and
+        # bypasses the front-end from its first packet
+        self.applier.apply([a for a in actions if not isinstance(a, Transmit)])
         header = self.gateway + self.own + struct.pack("!H", ETH_P_IP)
-        batch: list[Offload | Unoffload] = []
         for a in actions:
             if isinstance(a, Transmit):
                 try:
@@ -166,9 +168,6 @@ class PacketShell:
                 except OSError as exc:
                     self.counters["tx_errors"] += 1
                     log.warning("send failed: %s", exc)
-            else:
-                batch.append(a)
-        self.applier.apply(batch)
 
     def stats(self) -> dict[str, Any]:
         return {"shell": dict(self.counters), "machine": dict(self.fe.counters),

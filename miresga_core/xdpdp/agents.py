@@ -27,7 +27,7 @@ from ..bpf import (
 )
 from ..lab.netns import in_netns
 
-__all__ = ["agent_maps", "attach_agent", "detach_agent", "pins_for"]
+__all__ = ["agent_maps", "attach_agent", "detach_agent", "pins_for", "sweep"]
 
 
 def pins_for(lab_pin_dir: Path, ns: str) -> Path:
@@ -79,3 +79,19 @@ def detach_agent(ns: str, iface: str, lab_pin_dir: Path) -> None:
 def agent_maps(lab_pin_dir: Path, ns: str) -> AgentMaps:
     """The agent's maps on a lab host (close them)."""
     return AgentMaps.from_pins(pins_for(lab_pin_dir, ns))
+
+
+def sweep(maps: AgentMaps, now_ns: int, *, grace_s: float, idle_s: float) -> int:
+    """Delete flows closed for longer than the grace period or idle for longer than the
+    idle timeout. The agent itself only expires a flow when a packet of it arrives, and a
+    closed flow sees none: the controller sweeps. ``now_ns`` is CLOCK_MONOTONIC (the
+    clock of bpf_ktime_get_ns)."""
+    from ..agent.maps import flow_key
+
+    gone = 0
+    for f in maps.flows():
+        closed, last = f.state["closed_ns"], f.state["last_ns"]
+        if (closed and now_ns - closed > grace_s * 1e9) or now_ns - last > idle_s * 1e9:
+            key = flow_key(f.client, f.client_port, f.backend, f.backend_port)
+            gone += bool(maps.flows_map.delete(key))
+    return gone

@@ -26,12 +26,13 @@ from ..cookie import CookieSecrets
 from ..errors import MiresgaError
 from ..lab import topology
 from ..lab.spec import LabSpec
-from .agents import attach_agent, detach_agent
+from .agents import agent_maps, attach_agent, detach_agent, sweep
 
 __all__ = ["XdpController", "XdpOptions"]
 
 log = logging.getLogger("miresga.xdp")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AGENT_GRACE_S = 2.0
 
 
 def _prefix(v: str) -> str | None:
@@ -147,6 +148,7 @@ class XdpController:
         """Periodic work: cookie rotation; restart nothing (a dead front-end is reported)."""
         if time.monotonic() - self.last_rotation >= self.opts.cookie_rotate_s:
             self.rotate_secret()
+        self.sweep_agents()
         for i, proc in self.frontends.items():
             if proc.poll() is not None:
                 raise MiresgaError(f"front-end {i} exited with status {proc.returncode}")
@@ -175,8 +177,21 @@ class XdpController:
                                    f"{self.spec.prefix} ({', '.join(by_addr)})")
             if host.ns not in self.agents:
                 attach_agent(host.ns, host.ifname, keys, self.spec.pin_dir,
-                             mode=self.opts.xdp_mode, idle_timeout_s=self.opts.idle_timeout_s)
+                             mode=self.opts.xdp_mode, idle_timeout_s=self.opts.idle_timeout_s,
+                             grace_s=AGENT_GRACE_S)
                 self.agents.append(host.ns)
+
+    def sweep_agents(self) -> int:
+        """Remove closed (after the grace period) and idle flows from every agent."""
+        gone = 0
+        for ns in self.agents:
+            maps = agent_maps(self.spec.pin_dir, ns)
+            try:
+                gone += sweep(maps, time.monotonic_ns(), grace_s=AGENT_GRACE_S,
+                              idle_s=self.opts.idle_timeout_s)
+            finally:
+                maps.close()
+        return gone
 
     # ------------------------------------------------------------------ front-ends
 

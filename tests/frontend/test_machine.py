@@ -9,6 +9,7 @@ from fe_world import (
     FIN,
     GREEN,
     PINNED,
+    PSH,
     RST,
     SYN,
     T0,
@@ -396,3 +397,13 @@ def test_many_clients_are_independent(fe):
     for c in clients:
         c.send(RST | ACK, advance=False)
     assert not fe.conns and not fe.legs
+
+
+def test_oversized_backend_segment_is_cut_to_client_mss(fe):
+    c = Client(fe, mss=1460)
+    b = established(c)
+    out = b.respond(b"z" * 4000, flags=ACK | PSH | FIN)
+    parts = segs(out)
+    assert [len(s.payload) for s in parts] == [1460, 1460, 1080]
+    assert [s.flags & (FIN | PSH) for s in parts] == [0, 0, FIN | PSH]
+    assert parts[1].seq == seq_add(parts[0].seq, 1460)
