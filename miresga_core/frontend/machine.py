@@ -80,6 +80,9 @@ class FrontendConfig:
     syn_rto_ns: int = S  # first forged-SYN retransmission timeout (doubles)
     syn_retries: int = 4
     idle_timeout_ns: int = 300 * S
+    # an offloaded connection can move gigabytes without a packet reaching us (responses
+    # and pure ACKs bypass the front-end): only a much longer silence means it is gone
+    offloaded_idle_timeout_ns: int = 3600 * S
     close_grace_ns: int = 2 * S
 
     def __post_init__(self) -> None:
@@ -132,7 +135,7 @@ class Frontend:
         out: list[Action] = []
         for conn in list(self.conns.values()):
             leg = conn.leg
-            if now_ns - conn.last_ns >= self.config.idle_timeout_ns:
+            if now_ns - conn.last_ns >= self._idle_limit(conn):
                 self.counters["expired"] += 1
                 self._drop(conn, out)
             elif leg and leg.state is LegState.SYN_SENT and now_ns >= leg.syn_deadline:
@@ -156,7 +159,7 @@ class Frontend:
             elif conn.closed_ns is not None:
                 times.append(conn.closed_ns + self.config.close_grace_ns)
             else:
-                times.append(conn.last_ns + self.config.idle_timeout_ns)
+                times.append(conn.last_ns + self._idle_limit(conn))
         times += [t + self.config.close_grace_ns for _s, t in self.old_legs.values()]
         return min(times) if times else None
 
@@ -483,6 +486,11 @@ class Frontend:
             flags = seg.flags if last else seg.flags & ~tail_flags
             self._emit(out, seg.with_(seq=seq_add(seg.seq, i), flags=flags,
                                       payload=data[i:i + mss]))
+
+    def _idle_limit(self, conn: Conn) -> int:
+        if conn.offloaded:
+            return max(self.config.idle_timeout_ns, self.config.offloaded_idle_timeout_ns)
+        return self.config.idle_timeout_ns
 
     def _alive(self, conn: Conn) -> bool:
         return self.conns.get((conn.client, conn.vip)) is conn

@@ -379,12 +379,20 @@ def test_bad_request_and_oversized_head_reset_the_client(registry):
 
 
 def test_idle_connection_expires_and_unoffloads(registry):
-    fe = make_frontend(registry, idle_timeout_ns=10 * S)
+    fe = make_frontend(registry, idle_timeout_ns=10 * S, offloaded_idle_timeout_ns=100 * S)
     c = Client(fe)
-    established(c)
-    assert fe.next_deadline() == T0 + 10 * S
-    assert offloads(fe.expire(T0 + 10 * S)) == [Unoffload(c.addr, VIP)]
+    established(c)  # offloaded: its responses may flow without us seeing a packet
+    assert fe.next_deadline() == T0 + 100 * S
+    assert fe.expire(T0 + 10 * S) == []
+    assert offloads(fe.expire(T0 + 100 * S)) == [Unoffload(c.addr, VIP)]
     assert not fe.conns and fe.counters["expired"] == 1
+    d = Client(fe, addr=Address("10.0.1.11", 5))
+    d.now = T0 + 100 * S
+    d.request(get("/"))  # not offloaded (still opening): the short timeout
+    fe.expire(T0 + 110 * S - 1)
+    assert fe.conns
+    fe.expire(T0 + 110 * S)
+    assert not fe.conns
 
 
 def test_many_clients_are_independent(fe):
