@@ -145,9 +145,17 @@ def _half_close(path: str) -> bytes:
 
 
 def test_client_half_close(lab: XdpLab) -> None:
-    data = in_client(_half_close, "/1m")
+    # nginx itself answers a half-close with 499 when the response does not fit its first
+    # write ("client prematurely closed connection", ngx_http_test_reading; seen the same
+    # on loopback without Miresga), so the object is one that fits: the point is that the
+    # client's FIN reaches the backend and the response and the backend's FIN still come
+    # back to the half-closed client
+    before = fe_total(lab, "fin_backend")
+    data = in_client(_half_close, "/1k")
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200") and body == (lab.www / "1m").read_bytes()
+    assert head.startswith(b"HTTP/1.1 200") and body == (lab.www / "1k").read_bytes()
+    settle()
+    assert fe_total(lab, "fin_backend") == before + 1
 
 
 def _client_reset(path: str) -> int:
@@ -207,7 +215,7 @@ def test_backend_reset_reaches_client(lab: XdpLab) -> None:
 
 def _download(path: str, rate: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}c0", "sh", "-c",
-                             f"curl -sS --limit-rate {rate} --max-time 60 "
+                             f"curl -sS --path-as-is --limit-rate {rate} --max-time 60 "
                              f"http://{VIP}{path} | sha256sum"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
