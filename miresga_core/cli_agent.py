@@ -3,6 +3,7 @@
     miresga agent --iface eth0 --secret-file /etc/miresga/agent.key [--mode native|generic]
     miresga agent --iface eth0 --status [--json]
     miresga agent --iface eth0 --detach
+    miresga agent --iface eth0 --gc        # drop expired flows now (e.g. from cron)
 
 Attaching returns at once: programs stay attached and maps pinned under
 /sys/fs/bpf/miresga/<iface> until ``--detach``. The secret file holds the key(s) shared
@@ -47,6 +48,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--status", action="store_true", help="show attachment, counters, flows")
     what.add_argument("--detach", action="store_true", help="detach and unpin")
+    what.add_argument("--gc", action="store_true",
+                      help="remove flows closed past the grace period or idle too long")
     p.add_argument("--json", action="store_true", help="--status as JSON")
 
 
@@ -81,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         if args.detach:
             found = loader.detach(args.iface)
             print(f"agent on {args.iface}: {'detached' if found else 'was not attached'}")
+            return 0
+        if args.gc:
+            removed = loader.gc(args.iface)
+            print(f"agent on {args.iface}: removed {removed['closed']} closed and "
+                  f"{removed['idle']} idle flows")
             return 0
         if args.status:
             _print_status(loader.status(args.iface), args.json)

@@ -50,7 +50,7 @@ from .shared import (
 )
 
 __all__ = [
-    "PIN_ROOT", "AgentStatus", "attach", "check_privileges", "detach", "enter_netns",
+    "PIN_ROOT", "AgentStatus", "attach", "check_privileges", "detach", "enter_netns", "gc",
     "pin_dir", "status",
 ]
 
@@ -200,6 +200,19 @@ def status(iface: str, *, flows: bool = True, flow_limit: int = 100) -> AgentSta
         finally:
             maps.close()
     return st
+
+
+def gc(iface: str) -> dict[str, int]:
+    """Remove expired flows of the agent on ``iface`` now (see AgentMaps.sweep)."""
+    check_privileges()
+    pins = pin_dir(iface)
+    if not all((pins / m).exists() for m in _MAPS):
+        raise MiresgaError(f"no agent maps pinned for {iface} (is the agent attached?)")
+    maps = AgentMaps.from_pins(pins)
+    try:
+        return maps.sweep()
+    finally:
+        maps.close()
 
 
 def detach(iface: str) -> bool:

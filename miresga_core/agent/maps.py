@@ -10,6 +10,7 @@ import ipaddress
 import os
 import stat
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,29 @@ class AgentMaps:
         key = flow_key(client, client_port, backend, backend_port)
         raw = self.flows_map.lookup(key)
         return None if raw is None else FlowEntry.decode(key, raw)
+
+    def sweep(self, now_ns: int | None = None) -> dict[str, int]:
+        """Delete the flows the BPF side would delete on their next packet: closed longer
+        than the grace period, or idle longer than the idle timeout. For flows that never
+        see another packet (the LRU would evict them only under pressure).
+
+        ``bpf_ktime_get_ns`` is CLOCK_MONOTONIC, the clock of ``time.monotonic_ns``.
+        """
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        cfg = self.config()
+        removed = {"closed": 0, "idle": 0}
+        for key, value in list(self.flows_map.items()):
+            f = FLOW.unpack(value)
+            # u64 differences, exactly as the BPF code computes them
+            if f["closed_ns"] and (now - f["closed_ns"]) % 2**64 > cfg["grace_ns"]:
+                why = "closed"
+            elif cfg["idle_timeout_ns"] and (now - f["last_ns"]) % 2**64 > cfg[
+                    "idle_timeout_ns"]:
+                why = "idle"
+            else:
+                continue
+            removed[why] += self.flows_map.delete(key)
+        return removed
 
     def put_flow(self, client: str, client_port: int, backend: str, backend_port: int,
                  **state: Any) -> None:

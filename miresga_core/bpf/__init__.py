@@ -13,7 +13,7 @@ Objects, programs, maps::
         flows = obj.map("flows")                    # by map name
         flows.update(key, value); flows.lookup(key) -> bytes | None
         flows.delete(key) -> bool; list(flows.items()); flows.keys(limit=...)
-        flows.pin("/sys/fs/bpf/x/flows")            # pin; unpin = unlink the file
+        flows.pin("/sys/fs/bpf/x/flows")            # pin; unpin(path) removes it
         prog.fd                                     # for attach
 
 - ``BpfObject.open(path)`` + ``obj.reuse_map(name, pinned)`` / ``obj.set_max_entries`` +
@@ -25,7 +25,7 @@ Objects, programs, maps::
 - Attach (:mod:`.attach`): ``xdp_attach(ifindex, fd, "native"|"generic")``, ``xdp_detach``,
   ``xdp_query``; ``tc_attach(ifindex, fd, TC_EGRESS) -> TcFilter``, ``tc_detach(filter)``,
   ``tc_query``. They act in the calling thread's network namespace.
-- bpffs (:mod:`.bpffs`): ``ensure_bpffs()``, ``remove_pin_dir(path)``.
+- bpffs (:mod:`.bpffs`): ``ensure_bpffs()``, ``unpin(path)``, ``remove_pin_dir(path)``.
 - Build (:mod:`.build`): ``build_object(name)`` runs make in ``native/xdp``; a clear
   :class:`BuildError` when clang or make is missing.
 - Fixtures (:mod:`.fixtures`): ``PacketFixture`` + ``run_fixtures`` for declarative
@@ -47,7 +47,7 @@ from .attach import (
     xdp_detach,
     xdp_query,
 )
-from .bpffs import BPFFS, ensure_bpffs, is_bpffs, remove_pin_dir
+from .bpffs import BPFFS, ensure_bpffs, is_bpffs, remove_pin_dir, unpin
 from .build import BuildError, build_object
 from .objects import (
     ANY,
@@ -65,5 +65,5 @@ __all__ = [
     "ANY", "BPFFS", "EXIST", "NOEXIST", "TC_EGRESS", "TC_INGRESS", "BpfError", "BpfObject",
     "BuildError", "Map", "Program", "TcFilter", "TestRun", "build_object", "ensure_bpffs",
     "is_bpffs", "pinned_id", "possible_cpus", "remove_pin_dir", "tc_attach", "tc_detach",
-    "tc_query", "xdp_attach", "xdp_detach", "xdp_query",
+    "tc_query", "unpin", "xdp_attach", "xdp_detach", "xdp_query",
 ]

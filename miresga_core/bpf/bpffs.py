@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ._libbpf import BpfError
 
-__all__ = ["BPFFS", "ensure_bpffs", "is_bpffs", "remove_pin_dir"]
+__all__ = ["BPFFS", "ensure_bpffs", "is_bpffs", "remove_pin_dir", "unpin"]
 
 BPFFS = Path("/sys/fs/bpf")
 _BPF_FS_MAGIC = 0xCAFE4A11
@@ -30,6 +30,15 @@ def ensure_bpffs(path: Path = BPFFS) -> None:
                           text=True, check=False, timeout=10)
     if proc.returncode != 0 or not is_bpffs(path):
         raise BpfError(1, f"mount bpffs at {path}", proc.stderr.strip())
+
+
+def unpin(path: str | os.PathLike[str]) -> bool:
+    """Remove one pin (the object lives on while anything else references it)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def remove_pin_dir(path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -10,16 +9,6 @@ from agent_pkts import KEY
 
 from miresga_core.agent.maps import AgentMaps
 from miresga_core.bpf import BpfObject, build_object
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip tests marked root/netns when not running as root (CI runs as root)."""
-    if os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="needs root (BPF syscalls, namespaces)")
-    for item in items:
-        if "root" in item.keywords or "netns" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -48,6 +48,15 @@ def _csum(data: bytes) -> int:
     return s
 
 
+def option_kinds(options: bytes) -> list[int]:
+    """TCP option kinds in an options block, in order (NOPs included)."""
+    kinds, i = [], 0
+    while i < len(options) and options[i] != 0:
+        kinds.append(options[i])
+        i += 1 if options[i] == 1 else max(2, options[i + 1] if i + 1 < len(options) else 2)
+    return kinds
+
+
 def tcp_checksum_ok(ip: bytes, tcp: bytes) -> bool:
     pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, len(tcp))
     return _csum(pseudo + tcp) == 0xFFFF
@@ -94,6 +103,7 @@ class TransferResult:
     seconds: float = 0.0
     fin_seen: bool = False
     injected_losses: int = 0
+    max_payload: int = 0
     injected_reorders: int = 0
 
 
@@ -117,12 +127,24 @@ class SwitchPeer:
         self.eth = (bytes.fromhex(backend_mac.replace(":", "")) +
                     bytes.fromhex(peer_mac.replace(":", "")) + b"\x08\x00")
         self.snd_nxt = (self.isn + 1) & M32
+        self.synack_options = b""
         # impairment for kernels without netem: a segment "lost" here was never seen by the
         # receiver, which is all the backend can observe of a loss on the wire
         self.loss, self.reorder = loss, reorder
         self.rng = random.Random(seed)
         _attach_filter(sock, backend, backend_port, self.cport)
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        self._drain()  # frames queued under an earlier flow's filter are not ours
+
+    def _drain(self, limit: int = 100000) -> None:
+        self.sock.setblocking(False)
+        try:
+            for _ in range(limit):
+                self.sock.recv(1 << 18)
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
 
     @classmethod
     def open_socket(cls, ifname: str) -> socket.socket:
@@ -168,6 +190,8 @@ class SwitchPeer:
         ip = frame[14:14 + tot]
         seq, ack, off, flags, win = struct.unpack_from("!IIBBH", ip, 24)
         tcp = ip[20:]
+        if flags & SYN:
+            self.synack_options = bytes(tcp[20:(off >> 4) * 4])
         if self.check_checksums and not tcp_checksum_ok(bytes(ip[:20]), bytes(tcp)):
             self.result.bad_checksums += 1
         return seq, ack, flags, win, bytes(tcp[(off >> 4) * 4:])
@@ -241,6 +265,7 @@ class SwitchPeer:
                 raise PeerError(f"RST after {len(data)} bytes")
             r.segments += 1
             r.windows.append(win)
+            r.max_payload = max(r.max_payload, len(payload))
             off = (seq - base1) & M32
             if off >= 1 << 31:  # behind us (old retransmission) or not our space at all
                 off -= 1 << 32

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,14 +106,18 @@ def test_attach_status_reattach_detach(tmp_path: Path, veth_ns: tuple[str, str])
 
         maps = AgentMaps.from_pins(Path(f"/sys/fs/bpf/miresga/{ifname}"))
         try:
-            maps.put_flow("10.1.1.1", 1000, "10.2.2.2", 80, seq_base=42, last_ns=2**62)
+            now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns
+            maps.put_flow("10.1.1.1", 1000, "10.2.2.2", 80, seq_base=42, last_ns=now)
+            maps.put_flow("10.1.1.1", 1001, "10.2.2.2", 80, seq_base=43, last_ns=1)
         finally:
             maps.close()
         again = cli(*base, "--secret-file", str(key), "--mode", "generic", "--json")
         assert again.returncode == 0, again.stderr
         st = json.loads(cli(*base, "--status", "--json").stdout)
         assert st["xdp_mode"] == "generic"
-        assert [f["seq_base"] for f in st["flows"]] == [42]
+        assert sorted(f["seq_base"] for f in st["flows"]) == [42, 43]
+        swept = cli(*base, "--gc")  # the flow idle since boot goes, the fresh one stays
+        assert swept.returncode == 0 and "removed 0 closed and 1 idle" in swept.stdout
         text = cli(*base, "--status")
         assert "attached (XDP generic" in text.stdout and "flows: 1" in text.stdout
     finally:

@@ -61,3 +61,16 @@ def test_flows_map_is_lru() -> None:
         flows = obj.map("flows")
         assert flows.type == 9  # BPF_MAP_TYPE_LRU_HASH
         assert flows.max_entries == MAX_FLOWS
+
+
+def test_sweep_removes_what_no_packet_will(agent: BpfObject, maps: AgentMaps) -> None:
+    # flows that never see another packet: user space removes them with the BPF rule
+    import time
+
+    now = time.monotonic_ns()
+    maps.put_flow("10.0.0.1", 1, B, BPORT, last_ns=now)  # active: stays
+    maps.put_flow("10.0.0.2", 2, B, BPORT, last_ns=now - 61 * 10**9)  # idle > 60 s
+    maps.put_flow("10.0.0.3", 3, B, BPORT, last_ns=now, closed_ns=now - 6 * 10**9)  # > grace
+    maps.put_flow("10.0.0.4", 4, B, BPORT, last_ns=now, closed_ns=now - 10**9)  # in grace
+    assert maps.sweep() == {"closed": 1, "idle": 1}
+    assert sorted(f.client for f in maps.flows()) == ["10.0.0.1", "10.0.0.4"]

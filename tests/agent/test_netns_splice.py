@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from netlab import B_ADDR, C_ADDR, Lab, in_netns, nsexec
-from switch_peer import SwitchPeer
+from switch_peer import SwitchPeer, option_kinds
 
 from miresga_core.bpf.build import REPO_ROOT
 
@@ -59,6 +59,7 @@ def body(tmp_path: Path) -> bytes:
     data = os.urandom(BODY_SIZE)
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "blob").write_bytes(data)
+    (tmp_path / "www" / "small").write_bytes(data[:65536])
     return data
 
 
@@ -130,7 +131,7 @@ def test_splice_10mb(lab: Lab, server: object, body: bytes, secret: Path, mode: 
         ss_lines: list[str] = []
 
         def ss_check() -> None:  # while the body flows
-            ss_lines.append(nsexec(lab.backend_ns, "ss", "-tnH", "state", "established",
+            ss_lines.append(nsexec(lab.backend_ns, "ss", "-tniH", "state", "established",
                                    f"( sport = :{PORT} )"))
 
         result = peer.fetch(b"GET /blob HTTP/1.1\r\nHost: backend\r\n\r\n",
@@ -142,14 +143,32 @@ def test_splice_10mb(lab: Lab, server: object, body: bytes, secret: Path, mode: 
         assert peer.close(len(result.data)), "backend never ACKed our FIN"
         # the backend's kernel saw an ordinary connection from the client's address
         assert ss_lines and f"{C_ADDR}:{peer.cport}" in ss_lines[0], ss_lines
+        # ... which negotiated what the option carried: the client's MSS and window scale
+        # (ss prints wscale:<peer's>,<own>), and SACK (this ss does not print it; the
+        # backend's SYN-ACK offered SACK_OK, so its SYN had it) - the rewrite reached the
+        # kernel
+        info = ss_lines[0]
+        assert "wscale:7," in info and "mss:1400" in info, info
+        assert 4 in option_kinds(peer.synack_options), peer.synack_options.hex()
+        assert result.max_payload <= 1400, f"segment of {result.max_payload} B > client MSS"
         if tx_csum == "off":
             assert result.bad_checksums == 0, f"{result.bad_checksums} bad TCP checksums"
+        # a second flow (new port, new seq_base) on the same agent: state is per flow
+        second = SwitchPeer(sock, client=C_ADDR, backend=B_ADDR, backend_port=PORT,
+                            peer_mac=lab.peer_mac, backend_mac=lab.backend_mac, key=KEY,
+                            check_checksums=(tx_csum == "off"))
+        assert second.base != peer.base
+        second.handshake()
+        small = second.fetch(b"GET /small HTTP/1.1\r\nHost: backend\r\n\r\n",
+                             expect_len=70000, timeout=30)
+        assert small.data.partition(b"\r\n\r\n")[2] == body[:65536]
+        assert second.close(len(small.data))
         status = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--status", "--json")
         assert status.returncode == 0, status.stderr
         st = json.loads(status.stdout)
         c = st["counters"]
         assert st["attached"] and st["xdp_mode"] == mode
-        assert c["SYN_OK"] == 1 and c["SYNACK_LEARNED"] >= 1
+        assert c["SYN_OK"] == 2 and c["SYNACK_LEARNED"] >= 2
         # tc egress sees the kernel's GSO skbs (segmentation happens after it), so count
         # bytes, not segments
         assert c["OUT_TRANSLATED"] > 0

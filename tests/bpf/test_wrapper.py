@@ -18,8 +18,10 @@ from miresga_core.bpf import (
     BpfObject,
     Map,
     ensure_bpffs,
+    pinned_id,
     possible_cpus,
     remove_pin_dir,
+    unpin,
 )
 from miresga_core.bpf.fixtures import (
     UNCHANGED,
@@ -132,12 +134,14 @@ def test_pin_open_pinned_and_reuse(tmp_path: Path) -> None:
         with Map.from_pinned(pins / "kv") as kv:
             assert kv.name == "kv" and kv.key_size == 4 and kv.value_size == 8
             assert kv.lookup(u32(7)) == u64(77)
+            assert pinned_id(pins / "kv") > 0
         # a second load can adopt the pinned map instead of creating a new one
         second = BpfObject.open(build_object("selftest"))
         with second:
             second.reuse_map("kv", pins / "kv")
             second.load()
             assert second.map("kv").lookup(u32(7)) == u64(77)
+        assert unpin(pins / "kv") is True and unpin(pins / "kv") is False
     finally:
         remove_pin_dir(pins)
     assert not pins.exists()
