@@ -32,9 +32,11 @@ from miresga_core.frontend.state import Offload, Unoffload
 from miresga_core.wire import option
 
 
-@pytest.fixture
-def fe(registry):
-    return make_frontend(registry)
+@pytest.fixture(params=["prototype", "c"])
+def fe(registry, request):
+    """Every packet test runs with the prototype decider and with the compiled rule
+    program (C VM when built; the core falls back to the Python VM and logs it)."""
+    return make_frontend(registry, prefer=request.param)
 
 
 def open_leg(c: Client, data: bytes) -> tuple[Backend, list]:
