@@ -150,6 +150,10 @@ class Frontend:
         self.counters["tx"] += sum(isinstance(a, Transmit) for a in out)
         return out
 
+    def oldest_ns(self) -> int | None:
+        """When the oldest live connection was accepted (None: no connection)."""
+        return min((c.created_ns for c in self.conns.values()), default=None)
+
     def next_deadline(self) -> int | None:
         """The earliest time ``expire`` has something to do (None: nothing pending)."""
         times = []
@@ -213,7 +217,7 @@ class Frontend:
             self.counters["cookie_bad"] += 1
             return None
         self.counters["cookie_ok"] += 1
-        conn = Conn(client, vip, info, isn, seg.seq, seg.ack, seg.window, now)
+        conn = Conn(client, vip, info, isn, seg.seq, seg.ack, seg.window, now, now)
         self.conns[(client, vip)] = conn
         return conn
 

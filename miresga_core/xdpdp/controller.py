@@ -254,14 +254,28 @@ class XdpController:
 
         self.switch.set_frontends(rebalance(self.switch.buckets(), self.members), drain=drain)
 
-    def add_frontend(self, i: int, settle_s: float = 2.0) -> None:
-        """Start front-end ``i`` and move a share of buckets to it. Flows that exist stay
-        with their front-end until the change finishes (after ``settle_s``)."""
+    def add_frontend(self, i: int, drain_timeout_s: float = 30.0) -> float:
+        """Start front-end ``i`` and give it a share of the buckets without breaking live
+        connections: while the change runs, new flows follow the new assignment (the
+        switch's Bloom filter) and existing ones stay with the front-end that holds their
+        state. The change finishes once every front-end that served before reports no
+        connection older than the change (or after ``drain_timeout_s``: then connections
+        still open on a moved bucket lose their front-end, docs/xdp-dataplane.md).
+        Returns the seconds the drain took."""
+        old = list(self.frontends)
         self._start_frontend(i)
         self.members = sorted({*self.members, i})
+        started = time.time_ns()
+        t0 = time.monotonic()
         self._set_members(drain=True)
-        time.sleep(settle_s)
+        while time.monotonic() - t0 < drain_timeout_s:
+            stats = self.frontend_stats()
+            fresh = all(stats[j].get("written_ns", 0) > started for j in old)
+            if fresh and all((stats[j].get("oldest_ns") or started) >= started for j in old):
+                break
+            time.sleep(0.2)
         self.switch.finish_change()
+        return time.monotonic() - t0
 
     def frontend_stats(self) -> dict[int, dict[str, Any]]:
         out = {}

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -220,18 +221,52 @@ def _download(path: str, rate: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _keepalive_requests(n: int, gap: float) -> list[bytes]:
+    """n requests on one connection, ``gap`` seconds apart: the answers' first lines."""
+    s = socket.create_connection((VIP, 80), timeout=10)
+    out = []
+    try:
+        for i in range(n):
+            s.sendall(f"GET /whoami?{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            buf = b""
+            while not buf.endswith(b"b0\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            out.append(buf.split(b"\r\n", 1)[0] + b" " + buf[-3:])
+            time.sleep(gap)
+    finally:
+        s.close()
+    return out
+
+
 def test_adding_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None:
     live = [_download("/big", "40M") for _ in range(2)]
+    keepalive: list[list[bytes]] = []
+    ka = threading.Thread(target=lambda: keepalive.append(
+        in_client(_keepalive_requests, 15, 0.2)))
+    ka.start()
     time.sleep(0.5)
-    lab.ctl.add_frontend(1, settle_s=1.0)
-    for _ in range(30):  # new connections spread over both front-ends
+    drained: list[float] = []
+    change = threading.Thread(target=lambda: drained.append(
+        lab.ctl.add_frontend(1, drain_timeout_s=30)))
+    change.start()
+    time.sleep(0.5)
+    for _ in range(30):  # new connections during the change: some on the new front-end
         r = lab.curl("/whoami")
         assert r.stdout == b"b0\n", r.stderr
+    change.join(60)
+    ka.join(60)
+    assert drained and drained[0] < 30  # finished when the old connections ended
+    assert keepalive and keepalive[0] == [b"HTTP/1.1 200 OK b0\n"] * 15
     for p in live:
         out, err = p.communicate(timeout=90)
         assert out.split()[0].decode() == big, err
     settle()
     assert lab.fe_stats(1)["machine"].get("cookie_ok", 0) > 0
+    for _ in range(10):  # and after it
+        assert lab.curl("/whoami").stdout == b"b0\n"
 
 
 def test_backend_killed_mid_transfer(lab: XdpLab, big: str) -> None:
