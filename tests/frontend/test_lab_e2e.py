@@ -8,6 +8,7 @@ Measured ratios are written to <tmp>/ratios.json and printed (pytest -s shows th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -82,6 +83,15 @@ def test_keepalive_requests_routed_per_request(lab: XdpLab) -> None:
     assert re.findall(r"\[(\d)\]", text) == ["1", "0", "0", "0", "0"]
     settle()
     assert fe_total(lab, "leg_switched") - before == 3
+
+
+def test_keepalive_requests_spread_over_a_round_robin_pool(lab: XdpLab) -> None:
+    r = lab.curl(*["/rr/whoami"] * 6, extra=("-w", "[%{num_connects}]\n"))
+    text = r.stdout.decode()
+    answers = re.findall(r"^(b\d)$", text, re.M)
+    assert re.findall(r"\[(\d)\]", text) == ["1"] + ["0"] * 5, text  # one connection
+    assert sorted(answers) == ["b0"] * 3 + ["b1"] * 3, text
+    assert all(a != b for a, b in itertools.pairwise(answers)), text  # alternating
 
 
 def test_wrk_through_the_vip(lab: XdpLab) -> None:
@@ -252,7 +262,10 @@ def test_adding_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None
     change = threading.Thread(target=lambda: drained.append(
         lab.ctl.add_frontend(1, drain_timeout_s=30)))
     change.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not lab.ctl.switch.lb_state()[1]:  # the new front-end is up, the change runs
+        assert time.monotonic() < deadline and change.is_alive(), "change did not start"
+        time.sleep(0.05)
     for _ in range(30):  # new connections during the change: some on the new front-end
         r = lab.curl("/whoami")
         assert r.stdout == b"b0\n", r.stderr

@@ -39,10 +39,16 @@ def config_text(run_dir: Path, frontends: int = 1, idle: float = 30.0) -> str:
         pool = "blue"
         offload = "pin"
         match = {{ path = {{ prefix = "/pin" }} }}
+        [[listeners.routes]]
+        pool = "both"
+        match = {{ path = {{ prefix = "/rr" }} }}
         [pools.blue]
         backends = [{{ address = "{BACKENDS[0]}:8080" }}]
         [pools.green]
         backends = [{{ address = "{BACKENDS[1]}:8080" }}]
+        [pools.both]
+        policy = "round-robin"
+        backends = [{{ address = "{BACKENDS[0]}:8080" }}, {{ address = "{BACKENDS[1]}:8080" }}]
         [dataplane]
         kind = "xdp"
         [dataplane.xdp]
