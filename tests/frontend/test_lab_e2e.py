@@ -94,6 +94,38 @@ def test_keepalive_requests_spread_over_a_round_robin_pool(lab: XdpLab) -> None:
     assert all(a != b for a, b in itertools.pairwise(answers)), text  # alternating
 
 
+def _pipelined() -> bytes:
+    s = socket.create_connection((VIP, 80), timeout=10)
+    try:
+        # three requests in one write, the second routed to another pool: all three must
+        # be answered by one backend, in order, never interleaved
+        s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /green/whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        buf = b""
+        while chunk := s.recv(65536):
+            buf += chunk
+        return buf
+    finally:
+        s.close()
+
+
+def test_pipelined_requests_stay_on_one_backend(lab: XdpLab) -> None:
+    before = fe_total(lab, "pipelined_kept")
+    data = in_client(_pipelined)
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert re.findall(rb"\r\n\r\n(b\d)\n", data) == [b"b0", b"b0", b"b0"]
+    settle()
+    assert fe_total(lab, "pipelined_kept") == before + 1
+
+
+def test_request_body_across_many_segments(lab: XdpLab) -> None:
+    body = lab.tmp / "body"
+    body.write_bytes(os.urandom(300_000))
+    r = lab.curl("/green/echo", "/echo", extra=("--data-binary", f"@{body}"))
+    assert r.stdout == b"b1 POST 300000\nb0 POST 300000\n", r.stderr
+
+
 def test_wrk_through_the_vip(lab: XdpLab) -> None:
     r = lab.client(["wrk", "-t1", "-c8", "-d3s", "--timeout", "3s",
                     f"http://{VIP}/whoami"], timeout=30)

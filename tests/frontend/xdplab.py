@@ -83,7 +83,7 @@ def nginx_conf(root: Path, work: Path, addr: str, name: str) -> str:
                 root {root};
                 add_header X-Backend {name};
                 location ~ whoami$ {{ return 200 "{name}\\n"; }}
-                location /echo {{ return 200 "{name} $request_method $content_length\\n"; }}
+                location ~ echo$ {{ return 200 "{name} $request_method $content_length\\n"; }}
             }}
         }}
         """)
