@@ -126,6 +126,29 @@ def test_request_body_across_many_segments(lab: XdpLab) -> None:
     assert r.stdout == b"b1 POST 300000\nb0 POST 300000\n", r.stderr
 
 
+def test_lost_forged_syn_is_resent(lab: XdpLab) -> None:
+    from miresga_core.dataplane import names
+
+    b1 = lab.ctl.spec.hosts("backend")[1]
+    sw = lab.ctl.switch
+    route = {"prefixlen": 32, "dst": b1.addr}
+    before = fe_total(lab, "syn_retransmit")
+    sw.delete(names.ROUTE, [route])  # the switch cannot reach b1: the forged SYN is lost
+    try:
+        curl = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}c0", "curl", "-sS",
+                                 "--max-time", "20", f"http://{VIP}/green/whoami"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.3)
+    finally:
+        sw.set_route(f"{b1.addr}/32", b1.port, smac=lab.ctl.spec.switch_mac, dmac=b1.mac)
+    out, err = curl.communicate(timeout=30)
+    assert out == b"b1\n", err
+    settle()
+    assert fe_total(lab, "syn_retransmit") > before
+    assert fe_total(lab, "leg_opened") == fe_total(lab, "syn_sent") - fe_total(
+        lab, "syn_retransmit")  # the resends never opened a second leg
+
+
 def test_wrk_through_the_vip(lab: XdpLab) -> None:
     r = lab.client(["wrk", "-t1", "-c8", "-d3s", "--timeout", "3s",
                     f"http://{VIP}/whoami"], timeout=30)
