@@ -255,16 +255,30 @@ class XdpController:
         self.switch.set_frontends(rebalance(self.switch.buckets(), self.members), drain=drain)
 
     def add_frontend(self, i: int, drain_timeout_s: float = 30.0) -> float:
-        """Start front-end ``i`` and give it a share of the buckets without breaking live
-        connections: while the change runs, new flows follow the new assignment (the
-        switch's Bloom filter) and existing ones stay with the front-end that holds their
-        state. The change finishes once every front-end that served before reports no
-        connection older than the change (or after ``drain_timeout_s``: then connections
-        still open on a moved bucket lose their front-end, docs/xdp-dataplane.md).
-        Returns the seconds the drain took."""
-        old = list(self.frontends)
+        """Start front-end ``i`` and give it a share of the buckets (see ``_change``)."""
         self._start_frontend(i)
-        self.members = sorted({*self.members, i})
+        return self._change(sorted({*self.members, i}), drain_timeout_s)
+
+    def remove_frontend(self, i: int, drain_timeout_s: float = 30.0) -> float:
+        """Move front-end ``i``'s buckets to the others, let its connections finish, then
+        stop it (see ``_change``)."""
+        if i not in self.members or len(self.members) == 1:
+            raise MiresgaError(f"front-end {i} is not a member, or the last one")
+        took = self._change([m for m in self.members if m != i], drain_timeout_s)
+        proc = self.frontends.pop(i)
+        proc.terminate()
+        proc.wait(timeout=10)
+        return took
+
+    def _change(self, members: list[int], drain_timeout_s: float) -> float:
+        """A front-end membership change without breaking live connections: while it
+        runs, new flows follow the new assignment (the switch's Bloom filter) and
+        existing ones stay with the front-end that holds their state. It finishes once
+        every front-end that served before reports no connection older than the change
+        (or after ``drain_timeout_s``: then connections still open on a moved bucket lose
+        their front-end, docs/xdp-dataplane.md). Returns the seconds the drain took."""
+        old = list(self.members)
+        self.members = members
         started = time.time_ns()
         t0 = time.monotonic()
         self._set_members(drain=True)

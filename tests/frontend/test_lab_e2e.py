@@ -337,6 +337,24 @@ def test_adding_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None
         assert lab.curl("/whoami").stdout == b"b0\n"
 
 
+def test_removing_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None:
+    live = [_download("/big", "40M") for _ in range(4)]  # some on each front-end
+    time.sleep(0.8)
+    settle()
+    assert all(s["conns"] > 0 for s in lab.ctl.frontend_stats().values())
+    drained = lab.ctl.remove_frontend(1, drain_timeout_s=30)
+    assert drained < 30
+    for p in live:
+        out, err = p.communicate(timeout=90)
+        assert out.split()[0].decode() == big, err
+    before = lab.fe_stats(0)["machine"]["cookie_ok"]
+    for _ in range(10):  # every new connection now lands on front-end 0
+        assert lab.curl("/whoami").stdout == b"b0\n"
+    settle()
+    assert lab.fe_stats(0)["machine"]["cookie_ok"] == before + 10
+    assert list(lab.ctl.frontends) == [0]
+
+
 def test_backend_killed_mid_transfer(lab: XdpLab, big: str) -> None:
     victim = _download("/green/../big", "30M")  # routed to green (b1)
     survivor = _download("/big", "30M")  # blue (b0)
@@ -361,6 +379,6 @@ def test_state_drains_to_empty(lab: XdpLab) -> None:
                 and lab.agent_flows() == 0):
             break
     stats = lab.ctl.frontend_stats()
-    assert [s.get("conns") for s in stats.values()] == [0, 0]
+    assert stats and [s.get("conns") for s in stats.values()] == [0] * len(stats)
     assert lab.offload_entries() == 0
     assert lab.agent_flows() == 0
