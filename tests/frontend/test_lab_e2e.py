@@ -338,9 +338,13 @@ def test_adding_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None
 
 
 def test_removing_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None:
-    live = [_download("/big", "40M") for _ in range(4)]  # some on each front-end
-    time.sleep(0.8)
-    settle()
+    live: list[subprocess.Popen[bytes]] = []
+    while len(live) < 12:  # until each front-end holds some (the client hash decides)
+        live += [_download("/big", "40M") for _ in range(2)]
+        time.sleep(0.3)
+        settle()
+        if all(s["conns"] > 0 for s in lab.ctl.frontend_stats().values()):
+            break
     assert all(s["conns"] > 0 for s in lab.ctl.frontend_stats().values())
     drained = lab.ctl.remove_frontend(1, drain_timeout_s=30)
     assert drained < 30
