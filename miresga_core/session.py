@@ -15,7 +15,18 @@ Theory of operation for the shell (miresga_core/kernel/shell.py):
   fires the shell calls ``on_timer(name)``.
 * ``Pause`` / ``Resume`` stop and restart reading from the client (buffer limits).
 * ``Tunnel()`` : from now on bytes are relayed raw in both directions (Upgrade, pin); the
-  shell may splice them in the kernel.
+  shell may splice them in the kernel (both directions, no end).
+* ``SpliceResponse(nbytes)`` : a hint that the next ``nbytes`` backend bytes are body bytes
+  of the current response that go to the client unchanged. The shell may have the kernel
+  forward them (sockmap); it then reports them with ``on_spliced(nbytes, now)`` (those
+  bytes never come through ``on_backend_data``). Any of them may still come through
+  ``on_backend_data`` (relay), so the session must accept both, in any mix, in stream order.
+* ``SpliceNextResponse(min_body)`` : (before the request goes out) the shell may have the
+  kernel forward the whole next response, head included, when its head is simple
+  (Content-Length body of >= ``min_body`` bytes). It then calls
+  ``on_response_head_spliced(head, now)`` with a copy of the head (already sent to the
+  client) and ``on_spliced(n, now)`` for the body bytes; otherwise the response comes
+  through ``on_backend_data`` as usual.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ __all__ = [
     "SendBackend",
     "SendClient",
     "SessionContext",
+    "SpliceNextResponse",
+    "SpliceResponse",
     "Stats",
     "Timer",
     "Tunnel",
@@ -108,6 +121,16 @@ class Tunnel(Action):
 
 
 @dataclass(slots=True)
+class SpliceResponse(Action):
+    nbytes: int
+
+
+@dataclass(slots=True)
+class SpliceNextResponse(Action):
+    min_body: int
+
+
+@dataclass(slots=True)
 class Log(Action):
     level: str  # "info" | "warning" | "error"
     message: str
@@ -124,6 +147,8 @@ class Stats:
     statuses: dict[int, int] = field(default_factory=dict)  # local error responses
     retries: int = 0
     backend_failures: int = 0
+    relayed_bytes: int = 0  # backend -> client bytes read by this process
+    spliced_bytes: int = 0  # backend -> client bytes the kernel forwarded (sockmap)
 
     def count(self, key: str) -> None:
         self.requests[key] = self.requests.get(key, 0) + 1

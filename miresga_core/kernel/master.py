@@ -53,17 +53,19 @@ class WorkerHandle:
 
 
 def _worker_entry(config: Config, registry: Registry, control: socket.socket, index: int,
-                  use_uvloop: bool) -> None:
+                  use_uvloop: bool, splice: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when workers stop
-    serve_worker(config, registry, control, index, use_uvloop)
+    serve_worker(config, registry, control, index, use_uvloop, splice)
 
 
 class Master:
-    def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool):
+    def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool,
+                 splice: str = "auto"):
         self.config = config
         self.registry = registry
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
+        self.splice = splice
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.ctx = multiprocessing.get_context("fork")
@@ -75,7 +77,8 @@ class Master:
     def spawn(self, index: int) -> None:
         parent, child = socket.socketpair()
         proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
-                                args=(self.config, self.registry, child, index, self.use_uvloop),
+                                args=(self.config, self.registry, child, index, self.use_uvloop,
+                                      self.splice),
                                 daemon=False)
         proc.start()
         child.close()
