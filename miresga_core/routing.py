@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .api import Address, Backend, OffloadMode, ParserPlugin, Policy, RequestHead
-from .config import ListenerConfig, PoolConfig, RouteConfig
+from .config import Config, ListenerConfig, PoolConfig, RouteConfig
 
 __all__ = ["PoolState", "RouteResult", "Router", "match_route", "route_scope"]
 
@@ -87,6 +87,12 @@ class PoolState:
                  "up": self.admin_up[i], "passive_out": self.failed_until[i] > now,
                  "passive_failures": self.passive_failures[i]}
                 for i, b in enumerate(self.backends)]
+
+
+def pool_states(config: Config, registry: Any) -> dict[str, PoolState]:
+    """A fresh PoolState for every pool of ``config``, with the policies of ``registry``."""
+    return {name: PoolState(pool, registry.policies[pool.policy])
+            for name, pool in config.pools.items()}
 
 
 def match_route(routes: Sequence[RouteConfig], head: RequestHead) -> RouteConfig | None:

@@ -20,7 +20,7 @@ from ..api import Address
 from ..config import load_config
 from ..dataplane import names
 from ..plugins import get_plugin_manager, registry_from
-from ..routing import PoolState, Router
+from ..routing import Router, pool_states
 from .decider import Decider, make_core_decider
 from .machine import Frontend, FrontendConfig, S, VipParams
 
@@ -36,7 +36,7 @@ def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None
 
     registry = registry_from(get_plugin_manager())
     config = load_config(config_path, registry)
-    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    pools = pool_states(config, registry)
     deciders: dict[Address, Decider] = {}
     vips: dict[Address, VipParams] = {}
     for listener in config.listeners:

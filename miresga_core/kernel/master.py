@@ -23,7 +23,7 @@ from typing import Any
 from ..config import Config
 from ..errors import MiresgaError
 from ..plugins import Registry
-from ..routing import PoolState, route_scope
+from ..routing import pool_states, route_scope
 from .worker import serve_worker
 
 __all__ = ["Master", "check_bindable"]
@@ -69,8 +69,7 @@ class Master:
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.ctx = multiprocessing.get_context("fork")
-        self.pools = {name: PoolState(pool, registry.policies[pool.policy])
-                      for name, pool in config.pools.items()}
+        self.pools = pool_states(config, registry)
         policies = {name: (state.policy_cls, state.config.options)
                     for name, state in self.pools.items()}
         self.route_scopes = {

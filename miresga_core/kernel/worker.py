@@ -24,7 +24,7 @@ from ..api import Address
 from ..config import Config, ListenerConfig
 from ..decide import PrototypeDecider, make_decider
 from ..plugins import Registry
-from ..routing import PoolState, Router
+from ..routing import Router, pool_states
 from ..session import SessionContext, Stats
 from .shell import ClientConnection, ConnectionPool
 from .splice import Splicer, open_splicer
@@ -52,8 +52,7 @@ class Runtime:
         self.config = config
         self.rules = getattr(config.dataplane.options, "rules", "c")
         self.registry = registry
-        self.pools = {name: PoolState(pool, registry.policies[pool.policy])
-                      for name, pool in config.pools.items()}
+        self.pools = pool_states(config, registry)
         self.routers = {listener.name: Router(listener, self.pools)
                         for listener in config.listeners}
         self.stats: dict[str, Stats] = {listener.name: Stats() for listener in config.listeners}

@@ -24,7 +24,7 @@ from miresga_core.frontend import (
 from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, RST, SYN, Segment, seq_add
 from miresga_core.frontend.state import Action, Offload, Transmit, Unoffload
-from miresga_core.routing import PoolState, Router
+from miresga_core.routing import Router, pool_states
 from miresga_core.wire import option
 
 CONFIG = textwrap.dedent("""\
@@ -73,7 +73,7 @@ def post(path: str, body: bytes) -> bytes:
 def make_frontend(registry, prefer: str = "prototype", **kw) -> Frontend:
     """prefer: "prototype" (parser + Router), "python" / "c" (the compiled program)."""
     config = parse_config(CONFIG, registry)
-    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    pools = pool_states(config, registry)
     router = Router(config.listeners[0], pools)
     if prefer == "prototype":
         decider = RouterDecider(registry.parsers["http1"](), router)

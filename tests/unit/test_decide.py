@@ -12,7 +12,7 @@ from miresga_core.api import Address, NeedMore, Reject
 from miresga_core.bytecode import native
 from miresga_core.config import parse_config
 from miresga_core.decide import Decided, ProgramDecider, PrototypeDecider, make_decider
-from miresga_core.routing import PoolState, Router
+from miresga_core.routing import Router, pool_states
 
 CONFIG = textwrap.dedent("""\
     [[listeners]]
@@ -56,7 +56,7 @@ def deciders(registry, prefer):
     listener = config.listeners[0]
 
     def router():
-        pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+        pools = pool_states(config, registry)
         return Router(listener, pools)
 
     proto = make_decider(config, listener, registry, router(), prefer="prototype")

@@ -4,7 +4,7 @@ import textwrap
 
 from miresga_core.api import BodyFraming, RequestHead
 from miresga_core.config import parse_config
-from miresga_core.routing import PoolState, Router
+from miresga_core.routing import Router, pool_states
 
 CONFIG = textwrap.dedent("""\
     [[listeners]]
@@ -30,7 +30,7 @@ def head(method="GET", path="/", host="x", headers=()):
 
 def make_router(registry):
     config = parse_config(CONFIG, registry)
-    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    pools = pool_states(config, registry)
     return Router(config.listeners[0], pools), pools
 
 

@@ -10,7 +10,7 @@ from miresga_http1.session import Http1Session
 
 from miresga_core.api import Address
 from miresga_core.config import parse_config
-from miresga_core.routing import PoolState, Router
+from miresga_core.routing import Router, pool_states
 from miresga_core.session import (
     CloseClient,
     Connect,
@@ -49,7 +49,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 @pytest.fixture
 def session(registry):
     config = parse_config(CONFIG, registry)
-    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    pools = pool_states(config, registry)
     listener = config.listeners[0]
     ctx = SessionContext(listener, Router(listener, pools), Address("192.0.2.7", 5555),
                          Http1Parser().parse_head)

@@ -23,7 +23,7 @@ from miresga_http2.session import Http2Session
 
 from miresga_core.config import parse_config
 from miresga_core.plugins import get_plugin_manager, registry_from
-from miresga_core.routing import PoolState, Router
+from miresga_core.routing import PoolState, Router, pool_states
 from miresga_core.session import (
     CloseClient,
     Connect,
@@ -58,7 +58,7 @@ def make_session() -> tuple[Http2Session, dict[str, PoolState]]:
                             extra=[miresga_http1, miresga_http2, miresga_policies])
     registry = registry_from(pm)
     config = parse_config(CONFIG, registry)
-    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    pools = pool_states(config, registry)
     listener = config.listeners[0]
     parser = Http2Parser()
     ctx = SessionContext(listener, Router(listener, pools), None, parser.parse_head)

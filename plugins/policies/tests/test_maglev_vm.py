@@ -141,12 +141,12 @@ def test_compiled_request_field_policies(vm: str) -> None:
     from miresga_core.bytecode.compiler import compile_listener
     from miresga_core.config import parse_config
     from miresga_core.plugins import get_plugin_manager, registry_from
-    from miresga_core.routing import PoolState, Router
+    from miresga_core.routing import Router, pool_states
 
     registry = registry_from(get_plugin_manager())
     config = parse_config(FIELD_CONFIG, registry)
     runner = load(compile_listener(config, "web", registry), prefer=vm)
-    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    pools = pool_states(config, registry)
     router = Router(config.listeners[0], pools)
     parser = Http1Parser()
     requests = []
