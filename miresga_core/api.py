@@ -26,6 +26,7 @@ __all__ = [
     "Address",
     "Backend",
     "BodyFraming",
+    "FieldRef",
     "FieldSpec",
     "NeedMore",
     "OffloadMode",
@@ -250,12 +251,33 @@ class ParserPlugin(ABC):
     def new_session(self, ctx: Any) -> Any:
         """A sans-I/O proxy session for the ``kernel`` data plane (see session.py)."""
 
+    def compile(self, b: Any, fields: Sequence[str]) -> Mapping[str, FieldRef]:
+        """Emit the compiled form of ``parse_head`` into ``b`` (a bytecode ProgramBuilder).
+
+        The code must halt with ``needmore``/``reject`` where the prototype returns NeedMore
+        / Reject, set the result fields (head_len, framing, content_length, flags) with
+        ``setf``, and fall through when the head is complete, leaving each requested match
+        field (names as in routes: "path", "header:x-user") in a slice register.
+        See docs/plugin-authors.md. Parsers without a compiled form raise
+        NotImplementedError: their listeners are routed by the prototype only."""
+        raise NotImplementedError(f"parser {self.name!r} has no compiled form")
+
     def route_scope(self, match_fields: Iterable[str]) -> Literal["connection", "request"]:
         """Whether routes on these fields can be decided once per connection.
 
         HTTP/1.1 data planes can re-route per request on one connection whatever the fields;
         multiplexed protocols answer "request" when a field varies per stream."""
         return "request"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """Where compiled parser code left a match field: ``value`` is a slice register (an
+    ``SReg``); ``present`` (an ``IReg`` or None for always-present fields) is non-zero when
+    the field exists."""
+
+    value: Any
+    present: Any = None
 
 
 # --------------------------------------------------------------------------- policies
@@ -283,6 +305,16 @@ class Policy(ABC):
         """Choose a backend for ``request``; skip backends whose index is in ``exclude``.
 
         Returns None when no backend is left."""
+
+    def compile(self, b: Any) -> Any:
+        """Emit the table form of this policy into ``b`` (a bytecode ProgramBuilder).
+
+        Return the integer register (``IReg``) holding the chosen backend's index in the
+        pool, or None when the policy has no compiled form (the data plane then calls
+        ``pick``). r0 holds a hash of the client address and r1 a per-listener sequence
+        number; tables come from ``b.table([...])``. The data plane treats the result as
+        the first choice and falls back to ``pick`` when that backend is down."""
+        return None
 
 
 # --------------------------------------------------------------------------- helpers

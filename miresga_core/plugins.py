@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "miresga"
 # through the same registration path as third-party code.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "miresga_core.kernel.plugin",
+    "miresga_core.xdpdp.plugin",
 )
 
 

@@ -218,7 +218,7 @@ def assemble(text: str) -> Program:
             toks = [t.strip() for t in rest.split(",")] if rest.strip() else []
             a.pending.append((lineno, len(a.pending), mnemonic, toks))
         code = []
-        for lineno, pc, mnemonic, toks in a.pending:
+        for lineno, pc, mnemonic, toks in a.pending:  # noqa: B007 (lineno names errors)
             code.append(a.insn(pc, mnemonic, toks))
     except (ValueError, KeyError) as exc:
         raise AsmError(f"line {lineno}: {exc}") from None

@@ -10,11 +10,21 @@ import sys
 from pathlib import Path
 
 from .opcodes import (
-    FIELDS, FLAGS, FMT_VERSION, FRAMINGS, HELPER_ABI, HELPERS, LIMITS, MAGIC, OFFLOAD_MODES,
-    OPCODES, Kind, Operand,
+    FIELDS,
+    FLAGS,
+    FMT_VERSION,
+    FRAMINGS,
+    HELPER_ABI,
+    HELPERS,
+    LIMITS,
+    MAGIC,
+    OFFLOAD_MODES,
+    OPCODES,
+    Kind,
+    Operand,
 )
 
-__all__ = ["HEADER_PATH", "render", "main"]
+__all__ = ["HEADER_PATH", "main", "render"]
 
 HEADER_PATH = Path(__file__).resolve().parents[2] / "native" / "dpdk" / "vm" / "mvm_opcodes.h"
 

@@ -34,8 +34,22 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
-    "ARGS", "FIELDS", "FLAGS", "HELPERS", "LIMITS", "OPCODES", "OP_BY_NAME", "FMT_VERSION",
-    "HELPER_ABI", "MAGIC", "Kind", "OFFLOAD_MODES", "FRAMINGS", "Op", "Operand", "Helper",
+    "ARGS",
+    "FIELDS",
+    "FLAGS",
+    "FMT_VERSION",
+    "FRAMINGS",
+    "HELPERS",
+    "HELPER_ABI",
+    "LIMITS",
+    "MAGIC",
+    "OFFLOAD_MODES",
+    "OPCODES",
+    "OP_BY_NAME",
+    "Helper",
+    "Kind",
+    "Op",
+    "Operand",
 ]
 
 MAGIC = b"MVM1"
@@ -151,6 +165,7 @@ OPCODES: tuple[Op, ...] = (
     _op("add", a=R, b=R, doc="ra = ra + rb"),
     _op("sub", a=R, b=R, doc="ra = ra - rb"),
     _op("ori", a=R, imm=U31, doc="ra = ra | imm"),
+    _op("andi", a=R, imm=U31, doc="ra = ra & imm"),
     # -- slices (every result is clamped into the source, so slices never leave the input)
     _op("slen", a=R, b=S, doc="ra = len(sb)"),
     _op("soff", a=R, b=S, doc="ra = offset of sb in the input"),

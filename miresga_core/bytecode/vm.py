@@ -76,7 +76,7 @@ def format_outcome(o: Outcome) -> str:
 
 
 class _Machine:
-    __slots__ = ("buf", "budget", "out", "r", "slen", "soff")
+    __slots__ = ("budget", "buf", "out", "r", "slen", "soff")
 
     def __init__(self, buf: bytes, args: Sequence[int], budget: int) -> None:
         self.buf = buf
@@ -187,6 +187,12 @@ def _sub(vm, m, i, pc):
 @_h("ori")
 def _ori(vm, m, i, pc):
     m.r[i[1]] = _wrap(m.r[i[1]] | i[4])
+    return pc + 1
+
+
+@_h("andi")
+def _andi(vm, m, i, pc):
+    m.r[i[1]] = m.r[i[1]] & i[4]
     return pc + 1
 
 

@@ -404,6 +404,10 @@ static __always_inline int handle_backend(struct xdp_md *ctx, struct pkt *p)
 		count(MIRESGA_CNT_BACKEND_OLD, p->len);
 		return mrs_to_frontend(ctx, key.client_addr, key.client_port);
 	}
+	/* FIN and RST go through the front-end (which forwards them): it owns the
+	 * connection's lifecycle and removes the offload once both sides are closed */
+	if (p->tcp->fin || p->tcp->rst)
+		return mrs_to_frontend(ctx, key.client_addr, key.client_port);
 	p->ip->saddr = r->vip_addr;
 	p->tcp->source = r->vip_port;
 	csum_replace4(&p->ip->check, key.backend_addr, r->vip_addr);

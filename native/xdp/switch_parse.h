@@ -87,32 +87,36 @@ static __always_inline enum parsed parse_packet(struct pkt *p)
 	return PARSED_TCP;
 }
 
-/* MSS, window scale and SACK-permitted of a SYN. Returns -1 on a malformed option list. */
+/* MSS, window scale and SACK-permitted of a SYN. Returns -1 on a malformed option list.
+ * The loop walks byte positions (a constant per unrolled step for the verifier) and skips
+ * to the next option with ``next``, which keeps verification linear in the 40 bytes. */
 static __always_inline int parse_syn_options(struct pkt *p, __u8 *opts, __u32 len,
 					     __u32 *mss, __u32 *ws, __u32 *sack)
 {
-	__u32 off = 0;
+	__u32 next = 0;
 
-	for (int i = 0; i < TCP_MAX_OPT_LEN; i++) {
-		__u8 *o;
+#pragma unroll
+	for (__u32 pos = 0; pos < TCP_MAX_OPT_LEN; pos++) {
+		__u8 *o = opts + pos;
 		__u8 kind, olen;
 
-		if (off >= len || off >= TCP_MAX_OPT_LEN)
+		if (pos >= len)
 			break;
-		o = opts + off;
+		if (pos < next)
+			continue;
 		if ((void *)(o + 1) > p->end)
 			return -1;
 		kind = o[0];
 		if (kind == 0) /* end of option list */
 			break;
 		if (kind == 1) { /* NOP */
-			off++;
+			next = pos + 1;
 			continue;
 		}
 		if ((void *)(o + 2) > p->end)
 			return -1;
 		olen = o[1];
-		if (olen < 2 || off + olen > len)
+		if (olen < 2 || pos + olen > len)
 			return -1;
 		if (kind == 2 && olen == 4) {
 			if ((void *)(o + 4) > p->end)
@@ -126,7 +130,7 @@ static __always_inline int parse_syn_options(struct pkt *p, __u8 *opts, __u32 le
 		} else if (kind == 4 && olen == 2) {
 			*sack = 1;
 		}
-		off += olen;
+		next = pos + olen;
 	}
 	return 0;
 }

@@ -59,3 +59,19 @@ def test_flow_hashes_are_standard_crcs():
     assert 0 <= lb_bucket("10.0.0.1", 1) < schema.LB_BUCKETS
     a, b = bloom_bits("10.0.0.1", 1)
     assert 0 <= a < schema.BLOOM_BITS and 0 <= b < schema.BLOOM_BITS
+
+
+def test_rebalance_keeps_buckets_of_remaining_members():
+    from miresga_core.dataplane.xdp import rebalance
+
+    two = rebalance(None, [0, 1])
+    assert sorted(set(two)) == [0, 1] and two.count(0) == two.count(1)
+    three = rebalance(two, [0, 1, 2])
+    assert [three.count(m) for m in (0, 1, 2)] in ([342, 341, 341], [341, 342, 341],
+                                                   [341, 341, 342])
+    moved = sum(a != b for a, b in zip(two, three, strict=True))
+    assert moved == three.count(2)  # only buckets given to the new member moved
+    one = rebalance(three, [2])
+    assert set(one) == {2}
+    with pytest.raises(ValueError):
+        rebalance(None, [])

@@ -136,6 +136,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		case MVM_OP_ADD: R(in->a) = (int64_t)((uint64_t)R(in->a) + (uint64_t)R(in->b)); NEXT;
 		case MVM_OP_SUB: R(in->a) = (int64_t)((uint64_t)R(in->a) - (uint64_t)R(in->b)); NEXT;
 		case MVM_OP_ORI: R(in->a) |= in->imm; NEXT;
+		case MVM_OP_ANDI: R(in->a) &= in->imm; NEXT;
 		case MVM_OP_SLEN: R(in->a) = sb->len; NEXT;
 		case MVM_OP_SOFF: R(in->a) = sb->off; NEXT;
 		case MVM_OP_SMOV: s[in->a] = *sb; NEXT;

@@ -61,33 +61,34 @@ enum mvm_op {
 	MVM_OP_ADD = 17,    /* ra = ra + rb */
 	MVM_OP_SUB = 18,    /* ra = ra - rb */
 	MVM_OP_ORI = 19,    /* ra = ra | imm */
-	MVM_OP_SLEN = 20,    /* ra = len(sb) */
-	MVM_OP_SOFF = 21,    /* ra = offset of sb in the input */
-	MVM_OP_SMOV = 22,    /* sa = sb */
-	MVM_OP_STAKE = 23,    /* sa = sb[:rc] (rc clamped to 0..len) */
-	MVM_OP_SDROP = 24,    /* sa = sb[rc:] (rc clamped to 0..len) */
-	MVM_OP_STAKEI = 25,    /* sa = sb[:imm] (clamped) */
-	MVM_OP_SDROPI = 26,    /* sa = sb[imm:] (clamped) */
-	MVM_OP_SRANGE = 27,    /* sa = input[rb:rc] (rb clamped to 0..len, rc to rb..len) */
-	MVM_OP_FIND = 28,    /* ra = index of const imm in sb, or -1 */
-	MVM_OP_FINDB = 29,    /* ra = index of byte imm in sb, or -1 */
-	MVM_OP_SPANC = 30,    /* ra = length of the longest prefix of sb in class imm */
-	MVM_OP_RSPANC = 31,    /* ra = length of the longest suffix of sb in class imm */
-	MVM_OP_BYTEI = 32,    /* ra = sb[imm], or -1 when imm >= len(sb) */
-	MVM_OP_BYTE = 33,    /* ra = sb[rc], or -1 when rc is outside sb */
-	MVM_OP_JSEQ = 34,    /* if sa == const imm: pc = j */
-	MVM_OP_JSEQI = 35,    /* if sa == const imm ignoring ASCII case: pc = j */
-	MVM_OP_JSPRE = 36,    /* if sa starts with const imm: pc = j */
-	MVM_OP_JSPREI = 37,    /* if sa starts with const imm ignoring ASCII case: pc = j */
-	MVM_OP_JSSEQ = 38,    /* if sa == sb (same bytes): pc = j */
-	MVM_OP_PARSEU = 39,    /* ra = decimal value of sb; pc = j if sb is empty, has a non-digit or exceeds int64 */
-	MVM_OP_HASH = 40,    /* ra = FNV-1a 32-bit hash of sb */
-	MVM_OP_HASHI = 41,    /* ra = FNV-1a 32-bit hash of sb with ASCII lower-cased */
-	MVM_OP_TLOOK = 42,    /* ra = table imm [rb mod len] (rb as unsigned 64-bit) */
-	MVM_OP_TLEN = 43,    /* ra = len(table imm) */
-	MVM_OP_SETF = 44,    /* result field a = rb */
-	MVM_OP_CALL = 45,    /* call native helper imm (args and results: see HELPERS) */
-	MVM_OP__COUNT = 46
+	MVM_OP_ANDI = 20,    /* ra = ra & imm */
+	MVM_OP_SLEN = 21,    /* ra = len(sb) */
+	MVM_OP_SOFF = 22,    /* ra = offset of sb in the input */
+	MVM_OP_SMOV = 23,    /* sa = sb */
+	MVM_OP_STAKE = 24,    /* sa = sb[:rc] (rc clamped to 0..len) */
+	MVM_OP_SDROP = 25,    /* sa = sb[rc:] (rc clamped to 0..len) */
+	MVM_OP_STAKEI = 26,    /* sa = sb[:imm] (clamped) */
+	MVM_OP_SDROPI = 27,    /* sa = sb[imm:] (clamped) */
+	MVM_OP_SRANGE = 28,    /* sa = input[rb:rc] (rb clamped to 0..len, rc to rb..len) */
+	MVM_OP_FIND = 29,    /* ra = index of const imm in sb, or -1 */
+	MVM_OP_FINDB = 30,    /* ra = index of byte imm in sb, or -1 */
+	MVM_OP_SPANC = 31,    /* ra = length of the longest prefix of sb in class imm */
+	MVM_OP_RSPANC = 32,    /* ra = length of the longest suffix of sb in class imm */
+	MVM_OP_BYTEI = 33,    /* ra = sb[imm], or -1 when imm >= len(sb) */
+	MVM_OP_BYTE = 34,    /* ra = sb[rc], or -1 when rc is outside sb */
+	MVM_OP_JSEQ = 35,    /* if sa == const imm: pc = j */
+	MVM_OP_JSEQI = 36,    /* if sa == const imm ignoring ASCII case: pc = j */
+	MVM_OP_JSPRE = 37,    /* if sa starts with const imm: pc = j */
+	MVM_OP_JSPREI = 38,    /* if sa starts with const imm ignoring ASCII case: pc = j */
+	MVM_OP_JSSEQ = 39,    /* if sa == sb (same bytes): pc = j */
+	MVM_OP_PARSEU = 40,    /* ra = decimal value of sb; pc = j if sb is empty, has a non-digit or exceeds int64 */
+	MVM_OP_HASH = 41,    /* ra = FNV-1a 32-bit hash of sb */
+	MVM_OP_HASHI = 42,    /* ra = FNV-1a 32-bit hash of sb with ASCII lower-cased */
+	MVM_OP_TLOOK = 43,    /* ra = table imm [rb mod len] (rb as unsigned 64-bit) */
+	MVM_OP_TLEN = 44,    /* ra = len(table imm) */
+	MVM_OP_SETF = 45,    /* result field a = rb */
+	MVM_OP_CALL = 46,    /* call native helper imm (args and results: see HELPERS) */
+	MVM_OP__COUNT = 47
 };
 
 /* result fields (setf) */
@@ -147,6 +148,7 @@ static const struct mvm_opinfo mvm_ops[MVM_OP__COUNT] = {
 	[MVM_OP_ADD] = {"add", {{MVM_K_IREG, 0, 0}, {MVM_K_IREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_SUB] = {"sub", {{MVM_K_IREG, 0, 0}, {MVM_K_IREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_ORI] = {"ori", {{MVM_K_IREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_INT, 0LL, 2147483647LL}, {MVM_K_NONE, 0, 0}}, 0},
+	[MVM_OP_ANDI] = {"andi", {{MVM_K_IREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_INT, 0LL, 2147483647LL}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_SLEN] = {"slen", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_SOFF] = {"soff", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_SMOV] = {"smov", {{MVM_K_SREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},

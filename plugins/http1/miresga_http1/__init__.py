@@ -37,6 +37,10 @@ class Http1Parser(ParserPlugin):
     def parse_head(self, data: bytes) -> RequestHead | NeedMore | Reject:
         return prototype.parse_head(data, self.max_head)
 
+    def compile(self, b: Any, fields: Sequence[str]) -> Any:
+        from .compiled import compile_http1
+        return compile_http1(b, fields, self.max_head)
+
     def new_session(self, ctx: SessionContext) -> Http1Session:
         return Http1Session(ctx)
 

@@ -9,6 +9,8 @@ results, never an exception.
 
 from __future__ import annotations
 
+import re
+
 import h11
 
 from miresga_core import BodyFraming, NeedMore, Reject, RequestHead
@@ -16,6 +18,9 @@ from miresga_core import BodyFraming, NeedMore, Reject, RequestHead
 from .framing import find_head_end
 
 __all__ = ["parse_head"]
+
+_OBS_FOLD = re.compile(rb"\n[ \t]")
+_INT64_MAX = (1 << 63) - 1
 
 
 def parse_head(data: bytes, max_head: int = 16384) -> RequestHead | NeedMore | Reject:
@@ -27,6 +32,10 @@ def parse_head(data: bytes, max_head: int = 16384) -> RequestHead | NeedMore | R
         return NeedMore("head incomplete")
     if end > max_head:
         return Reject(431, f"request head of {end} bytes exceeds {max_head}")
+    if _OBS_FOLD.search(data, 0, end):
+        # RFC 9112 5.2 lets a server refuse obs-fold; h11 would unfold it, but a value that
+        # spans lines cannot be matched in place by the compiled form, so both refuse.
+        return Reject(400, "malformed request: obsolete line folding")
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head + 1)
     conn.receive_data(bytes(data[:end]))
     try:
@@ -62,6 +71,8 @@ def _to_head(event: h11.Request, head_length: int) -> RequestHead | Reject:
         framing, length = BodyFraming.CHUNKED, 0  # h11 refuses any other coding
     elif "content-length" in get:
         length = int(get["content-length"])
+        if length > _INT64_MAX:  # h11 takes 20 digits; the compiled form stops at int64
+            return Reject(400, "Content-Length too large")
         framing = BodyFraming.LENGTH if length else BodyFraming.NONE
     else:
         framing, length = BodyFraming.NONE, 0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from miresga_core import Address, Backend, Policy, RequestHead
+from miresga_core.bytecode.builder import ARG_SEQUENCE
 
 __all__ = ["RoundRobin", "smooth_weighted_schedule"]
 
@@ -40,6 +41,16 @@ class RoundRobin(Policy):
             return None
         current[best] -= total
         return self.backends[best]
+
+    def compile(self, b: Any) -> Any:
+        """Table form: one cycle of the smooth weighted schedule indexed by the sequence."""
+        weights = [bk.weight for bk in self.backends]
+        if not any(weights):
+            return None
+        schedule = [self.backends[i].index for i in smooth_weighted_schedule(weights)]
+        reg = b.ireg()
+        b.tlook(reg, ARG_SEQUENCE, b.table(schedule))
+        return reg
 
 
 def smooth_weighted_schedule(weights: Sequence[int]) -> list[int]:

@@ -1,0 +1,95 @@
+"""One front-end process: ``python3 -m miresga_core.frontend.run --netns NS ...``.
+
+Started by the ``xdp`` data plane's controller, one per front-end host. It enters the
+front-end's network namespace (setns only: the bpffs with the switch's pinned maps stays
+visible, which ``ip netns exec`` would hide), builds the machine from the same miresga
+config the controller was given (listeners -> VIPs and their rules), and runs the
+AF_PACKET shell until the stop file appears or it is signalled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..api import Address
+from ..config import load_config
+from ..dataplane import names
+from ..plugins import get_plugin_manager, registry_from
+from ..routing import PoolState, Router
+from .decider import Decider, RouterDecider
+from .machine import Frontend, FrontendConfig, S, VipParams
+
+__all__ = ["build_frontend", "main"]
+
+log = logging.getLogger("miresga.frontend")
+
+
+def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None, bytes | None],
+                   *, idle_timeout_s: float = 300.0) -> Frontend:
+    """The machine for every listener of the config; VIP parameters from the switch."""
+    from .. import cookie
+
+    registry = registry_from(get_plugin_manager())
+    config = load_config(config_path, registry)
+    pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
+    deciders: dict[Address, Decider] = {}
+    vips: dict[Address, VipParams] = {}
+    for listener in config.listeners:
+        parser = registry.parsers[listener.protocol](max_head=listener.max_head)
+        deciders[listener.listen] = RouterDecider(parser, Router(listener, pools))
+        entry = switch.read(names.VIP, {"vip_addr": listener.listen.host,
+                                        "vip_port": listener.listen.port})
+        if entry is None:
+            raise SystemExit(f"listener {listener.name}: {listener.listen} is not a VIP on "
+                             f"the switch")
+        vips[listener.listen] = VipParams(wscale=int(entry["wscale"]), mss=int(entry["mss"]))
+    slot = 0 if agent_keys[0] is not None else 1
+    fc = FrontendConfig(vips, agent_keys, agent_key_slot=slot,
+                        idle_timeout_ns=int(idle_timeout_s * S))
+    return Frontend(fc, deciders, cookie.CookieSecrets.generate())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="miresga-frontend", description=__doc__)
+    ap.add_argument("--netns", help="network namespace to run in")
+    ap.add_argument("--iface", default="eth0")
+    ap.add_argument("--config", required=True, help="the miresga config (listeners, pools)")
+    ap.add_argument("--pin-dir", required=True, help="the switch's pinned maps")
+    ap.add_argument("--agent-secret-file", required=True)
+    ap.add_argument("--gateway-mac", required=True, help="the switch port's MAC")
+    ap.add_argument("--stats-file", type=Path)
+    ap.add_argument("--stop-file", type=Path)
+    ap.add_argument("--idle-timeout", type=float, default=300.0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="frontend %(levelname)s %(message)s")
+    from ..agent.loader import enter_netns
+    from ..agent.maps import read_secret_file
+    from ..dataplane.xdp import XdpSwitch
+    from .shell import OffloadApplier, PacketShell
+
+    keys = read_secret_file(args.agent_secret_file)
+    if args.netns:
+        enter_netns(args.netns)
+    switch = XdpSwitch.from_pins(args.pin_dir)
+    fe = build_frontend(args.config, switch, keys, idle_timeout_s=args.idle_timeout)
+    shell = PacketShell(fe, args.iface, OffloadApplier(switch), gateway_mac=args.gateway_mac,
+                        stats_file=args.stats_file)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log.info("front-end on %s (%s): VIPs %s", args.iface, args.netns or "-",
+             ", ".join(map(str, fe.config.vips)))
+    try:
+        shell.run(stop_file=args.stop_file)
+    finally:
+        shell.write_stats()
+        shell.close()
+        switch.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

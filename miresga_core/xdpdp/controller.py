@@ -1,0 +1,241 @@
+"""The ``xdp`` data plane's controller: switch, agents and front-ends of a lab, in order.
+
+``start`` brings the lab up (or uses a running one), programs the switch (VIPs from the
+listeners, the backend table from the pools, a fresh cookie secret), attaches an agent on
+every backend host the pools name, and starts one front-end process per front-end host.
+``rotate_secret`` moves the cookie secret on (the previous one keeps validating for a
+slot); ``add_frontend`` brings a stopped front-end in without breaking live connections
+(the switch's two lb_index tables + Bloom filter); ``stop`` undoes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, opt
+from ..cookie import CookieSecrets
+from ..errors import MiresgaError
+from ..lab import topology
+from ..lab.spec import LabSpec
+from .agents import agent_maps, attach_agent, detach_agent, sweep
+
+__all__ = ["XdpController", "XdpOptions"]
+
+log = logging.getLogger("miresga.xdp")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AGENT_GRACE_S = 2.0
+
+
+def _prefix(v: str) -> str | None:
+    ok = re.fullmatch(r"[a-z][a-z0-9]{0,5}-", v)
+    return None if ok else "1-6 lower-case letters/digits, then '-'"
+
+
+def _count(low: int) -> Any:
+    return lambda v: None if low <= v <= 200 else f"must be {low}..200"
+
+
+@dataclass(frozen=True)
+class XdpOptions:
+    """``[dataplane.xdp]``: the lab the data plane runs in (see docs/xdp-dataplane.md)."""
+
+    lab_prefix: str = opt("mx-", check=_prefix, doc="namespace prefix of the lab")
+    clients: int = opt(1, check=_count(0), doc="client hosts in the lab")
+    frontends: int = opt(1, check=_count(1), doc="front-end hosts (all start serving)")
+    backends: int = opt(2, check=_count(1), doc="backend hosts (10.77.3.<i+1>)")
+    manage_lab: bool = opt(True, doc="bring the lab up at start and down at exit")
+    xdp_mode: str = opt("native", check=lambda v: None if v in ("native", "generic")
+                        else "native or generic", doc="XDP attach mode of switch and agents")
+    agent_secret_file: str = opt("", doc="agent key file (32 hex digits); empty: generated")
+    cookie_rotate_s: float = opt(60.0, check=lambda v: None if v > 0 else "must be > 0",
+                                 doc="seconds between SYN cookie secret rotations")
+    idle_timeout_s: float = opt(300.0, check=lambda v: None if v > 0 else "must be > 0",
+                                doc="idle connection state expiry (front-end and agents)")
+    run_dir: str = opt("/run/miresga/xdp", doc="stats files and generated keys")
+
+
+class XdpController:
+    def __init__(self, config: Config, opts: XdpOptions) -> None:
+        self.config = config
+        self.opts = opts
+        vips = tuple((lst.listen.host, lst.listen.port) for lst in config.listeners)
+        self.spec = LabSpec(prefix=opts.lab_prefix, clients=opts.clients,
+                            frontends=opts.frontends, backends=opts.backends, vips=vips,
+                            xdp_mode=opts.xdp_mode)
+        self.run_dir = Path(opts.run_dir) / opts.lab_prefix.rstrip("-")
+        self.switch: Any = None
+        self.secrets = CookieSecrets.generate()
+        self.frontends: dict[int, subprocess.Popen[bytes]] = {}
+        self.agents: list[str] = []
+        self.members: list[int] = []
+        self.last_rotation = 0.0
+
+    # ------------------------------------------------------------------ start / stop
+
+    def start(self, frontends: int | None = None) -> None:
+        """Everything up; ``frontends``: how many front-ends serve at first (default all)."""
+        try:
+            if self.opts.manage_lab:
+                topology.up(self.spec)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            from ..dataplane.xdp import XdpSwitch
+
+            self.switch = XdpSwitch.from_pins(self.spec.pin_dir)
+            self._program_switch()
+            self._agents()
+            n = self.spec.frontends if frontends is None else frontends
+            for i in range(n):
+                self._start_frontend(i)
+            self.members = list(range(n))
+            self._set_members(drain=False)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for proc in self.frontends.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.frontends.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.frontends.clear()
+        for ns in self.agents:
+            detach_agent(ns, "eth0", self.spec.pin_dir)
+        self.agents.clear()
+        if self.switch is not None:
+            self.switch.close()
+            self.switch = None
+        if self.opts.manage_lab:
+            topology.down(self.spec)
+
+    # ------------------------------------------------------------------ switch
+
+    def backends(self) -> list[tuple[str, int]]:
+        """Every backend of every pool, in a stable order: its switch backend index."""
+        seen: dict[tuple[str, int], None] = {}
+        for pool in self.config.pools.values():
+            for b in pool.backend_objects():
+                seen[(b.address.host, b.address.port)] = None
+        return list(seen)
+
+    def _program_switch(self) -> None:
+        sw = self.switch
+        for i, (addr, port) in enumerate(self.backends()):
+            sw.set_backend(i, addr, port)
+        sw.set_cookie_secret(self.secrets.current)
+        self.last_rotation = time.monotonic()
+
+    def rotate_secret(self) -> None:
+        self.secrets = self.secrets.rotate()
+        assert self.secrets.previous is not None
+        self.switch.set_cookie_secret(self.secrets.current, self.secrets.previous)
+        self.last_rotation = time.monotonic()
+
+    def tick(self) -> None:
+        """Periodic work: cookie rotation; restart nothing (a dead front-end is reported)."""
+        if time.monotonic() - self.last_rotation >= self.opts.cookie_rotate_s:
+            self.rotate_secret()
+        self.sweep_agents()
+        for i, proc in self.frontends.items():
+            if proc.poll() is not None:
+                raise MiresgaError(f"front-end {i} exited with status {proc.returncode}")
+
+    # ------------------------------------------------------------------ agents
+
+    def agent_secret_file(self) -> Path:
+        if self.opts.agent_secret_file:
+            return Path(self.opts.agent_secret_file)
+        path = self.run_dir / "agent.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(os.urandom(16).hex() + "\n")
+        return path
+
+    def _agents(self) -> None:
+        from ..agent.maps import read_secret_file
+
+        keys = read_secret_file(self.agent_secret_file())
+        by_addr = {h.addr: h for h in self.spec.hosts("backend")}
+        for addr, _port in self.backends():
+            host = by_addr.get(addr)
+            if host is None:
+                raise MiresgaError(f"backend {addr} is not a backend host of lab "
+                                   f"{self.spec.prefix} ({', '.join(by_addr)})")
+            if host.ns not in self.agents:
+                attach_agent(host.ns, host.ifname, keys, self.spec.pin_dir,
+                             mode=self.opts.xdp_mode, idle_timeout_s=self.opts.idle_timeout_s,
+                             grace_s=AGENT_GRACE_S)
+                self.agents.append(host.ns)
+
+    def sweep_agents(self) -> int:
+        """Remove closed (after the grace period) and idle flows from every agent."""
+        gone = 0
+        for ns in self.agents:
+            maps = agent_maps(self.spec.pin_dir, ns)
+            try:
+                gone += sweep(maps, time.monotonic_ns(), grace_s=AGENT_GRACE_S,
+                              idle_s=self.opts.idle_timeout_s)
+            finally:
+                maps.close()
+        return gone
+
+    # ------------------------------------------------------------------ front-ends
+
+    def stats_file(self, i: int) -> Path:
+        return self.run_dir / f"frontend{i}.json"
+
+    def _start_frontend(self, i: int) -> None:
+        host = next(h for h in self.spec.hosts("frontend") if h.index == i)
+        stats = self.stats_file(i)
+        stats.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "miresga_core.frontend.run", "--netns", host.ns,
+                "--iface", host.ifname, "--config", str(self.config.file),
+                "--pin-dir", str(self.spec.pin_dir),
+                "--agent-secret-file", str(self.agent_secret_file()),
+                "--gateway-mac", self.spec.switch_mac, "--stats-file", str(stats),
+                "--idle-timeout", str(self.opts.idle_timeout_s)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)])}
+        self.frontends[i] = subprocess.Popen(argv, env=env)
+        deadline = time.monotonic() + 30
+        while not stats.exists():
+            if self.frontends[i].poll() is not None or time.monotonic() > deadline:
+                raise MiresgaError(f"front-end {i} did not start")
+            time.sleep(0.05)
+
+    def _set_members(self, drain: bool) -> None:
+        from ..dataplane.xdp import rebalance
+
+        self.switch.set_frontends(rebalance(self.switch.buckets(), self.members), drain=drain)
+
+    def add_frontend(self, i: int, settle_s: float = 2.0) -> None:
+        """Start front-end ``i`` and move a share of buckets to it. Flows that exist stay
+        with their front-end until the change finishes (after ``settle_s``)."""
+        self._start_frontend(i)
+        self.members = sorted({*self.members, i})
+        self._set_members(drain=True)
+        time.sleep(settle_s)
+        self.switch.finish_change()
+
+    def frontend_stats(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for i in self.frontends:
+            try:
+                out[i] = json.loads(self.stats_file(i).read_text())
+            except (OSError, ValueError):
+                out[i] = {}
+        return out

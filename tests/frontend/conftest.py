@@ -1,0 +1,8 @@
+"""Front-end tests: make the shared helpers (fe_world, lab topology) importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

@@ -1,0 +1,84 @@
+"""SYN to a VIP -> SYN-ACK from the switch (XDP_TX) whose ISN is the Python cookie."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from swtopo import CLIENTS, KEY, SW_MAC, VIP, VIP_MSS, VIP_WINDOW, VIP_WSCALE, VPORT, slots_now, tcp
+
+from miresga_core import cookie
+from miresga_core.bpf.fixtures import PacketFixture, run_fixture
+
+pytestmark = pytest.mark.root
+
+XDP_DROP, XDP_TX = 1, 3
+CADDR, CMAC = CLIENTS[0]
+LINUX_SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (12345, 0)), ("NOP", None),
+                  ("WScale", 7)]
+
+
+def synack(cport: int, client_seq: int, isn: int, *, ws: bool, sack: bool) -> bytes:
+    opts = [("MSS", VIP_MSS), ("NOP", None)]
+    opts += [("WScale", VIP_WSCALE)] if ws else [("NOP", None)] * 3
+    opts += [("NOP", None), ("NOP", None)]
+    opts += [("SAckOK", b"")] if sack else [("NOP", None)] * 2
+    p = (Ether(src=SW_MAC, dst=CMAC) / IP(src=VIP, dst=CADDR, id=0, flags="DF", ttl=64) /
+         TCP(sport=VPORT, dport=cport, flags="SA", seq=isn, ack=client_seq + 1,
+             window=VIP_WINDOW, options=opts))
+    return bytes(p)
+
+
+def expected_synacks(cport, client_seq, mss, ws, sack):
+    """The SYN-ACK for each slot the switch may be in during the test."""
+    out = []
+    for slot in slots_now():
+        isn = cookie.encode(KEY, CADDR, cport, VIP, VPORT, slot, cookie.mss_class(mss), ws,
+                            sack)
+        out.append((isn, synack(cport, client_seq, isn, ws=ws is not None, sack=sack)))
+    return out
+
+
+CASES = [
+    ("Linux SYN (MSS 1460, SACK, TS, WS 7): SYN-ACK offers MSS 1400, WS, SACK; no TS",
+     LINUX_SYN_OPTS, 1460, 7, True),
+    ("SYN without options: only MSS in the SYN-ACK (RFC 7323 1.3, RFC 2018 2)",
+     [], None, None, False),
+    ("SYN with MSS and SACK but no window scale: no WS in the SYN-ACK",
+     [("MSS", 1220), ("SAckOK", b"")], 1220, None, True),
+    ("SYN with WS 14 only", [("WScale", 14)], None, 14, False),
+]
+
+
+@pytest.mark.parametrize("desc,opts,mss,ws,sack", CASES, ids=[c[0][:40] for c in CASES])
+def test_syn_gets_cookie_synack(sw, desc, opts, mss, ws, sack):
+    syn = tcp(CADDR, 40001, VIP, VPORT, "S", seq=0x11223344, options=opts, smac=CMAC)
+    wants = expected_synacks(40001, 0x11223344, mss, ws, sack)
+
+    def check(run, obj):
+        assert run.data in [w for _isn, w in wants], (
+            f"SYN-ACK differs from the expected ones; ISN {TCP(run.data[34:]).seq:#x}, "
+            f"cookies {[hex(i) for i, _ in wants]}")
+
+    run_fixture(sw.obj, PacketFixture(desc, syn, XDP_TX, check=check), program="miresga_switch")
+    isn = Ether(run_fixture(sw.obj, PacketFixture(desc, syn, XDP_TX),
+                            program="miresga_switch").data)[TCP].seq
+    info = cookie.validate(cookie.CookieSecrets(KEY), isn, CADDR, 40001, VIP, VPORT,
+                           slots_now()[0])
+    assert info is not None and info.wscale == ws and info.sack == sack
+    assert sw.counter("synack") == 2
+
+
+def test_syn_with_malformed_options_is_dropped(sw):
+    syn = tcp(CADDR, 40002, VIP, VPORT, "S", options=[("MSS", 1460)], smac=CMAC)
+    raw = bytearray(bytes(syn))
+    raw[14 + 20 + 21] = 9  # MSS option length 9 runs past the options
+    run_fixture(sw.obj, PacketFixture("option length past the header", bytes(raw), XDP_DROP),
+                program="miresga_switch")
+    assert sw.counter("syn_bad") == 1
+
+
+def test_syn_ack_to_vip_is_dropped(sw):
+    pkt = tcp(CADDR, 40003, VIP, VPORT, "SA", smac=CMAC)
+    run_fixture(sw.obj, PacketFixture("SYN+ACK to a VIP is never valid", pkt, XDP_DROP),
+                program="miresga_switch")
