@@ -123,6 +123,8 @@ uint32_t fe_cookie_encode(const uint8_t key[8], uint32_t client, uint16_t cport,
 			      mss_cls & 3, ws, sack ? 1 : 0);
 }
 
+uint32_t fe_mss_class(uint32_t mss) { return miresga_mss_class(mss); }
+
 static const uint16_t mss_classes[COOKIE_N_MSS_CLASSES] = {
 	COOKIE_MSS_CLASS_0, COOKIE_MSS_CLASS_1, COOKIE_MSS_CLASS_2, COOKIE_MSS_CLASS_3,
 };

@@ -61,6 +61,9 @@ uint32_t fe_cookie_encode(const uint8_t key[8], uint32_t client, uint16_t cport,
 			  uint16_t vport, uint64_t slot, uint32_t mss_cls, int wscale,
 			  int sack);
 
+/* The cookie's MSS class of a SYN's MSS option (0: the SYN had none). */
+uint32_t fe_mss_class(uint32_t mss);
+
 /* The 20 option bytes of miresga_core/wire/option.encode. key: 16 bytes. */
 void fe_option_encode(uint8_t out[20], const uint8_t key[16], uint32_t seq_base, uint16_t mss,
 		      int client_wscale, int switch_wscale, int sack, int key_slot,
