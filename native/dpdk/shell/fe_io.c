@@ -154,8 +154,12 @@ static void take_outputs(struct fe_shard *s)
 
 			if (s->offl_len + n > sizeof(s->offl))
 				fe_flush_offloads(s);
-			memcpy(s->offl + s->offl_len, o + i, n);
-			s->offl_len += (uint32_t)n;
+			if (s->offl_len + n > sizeof(s->offl)) {
+				s->offl_drop++;
+			} else {
+				memcpy(s->offl + s->offl_len, o + i, n);
+				s->offl_len += (uint32_t)n;
+			}
 			i += n;
 		}
 	}
@@ -189,11 +193,18 @@ void fe_timers(struct fe_shard *s, int64_t now_ns)
 
 void fe_flush_offloads(struct fe_shard *s)
 {
-	if (!s->offl_len)
+	if (!s->offl_len || s->offl_fd < 0) {
+		s->offl_len = 0;
 		return;
-	if (s->offl_fd < 0 || send(s->offl_fd, s->offl, s->offl_len, MSG_DONTWAIT) < 0)
+	}
+	if (send(s->offl_fd, s->offl, s->offl_len, MSG_DONTWAIT) < 0) {
+		/* the controller is behind (a unix datagram queue is short): keep the batch and
+		 * retry on the next turn; only a full batch buffer loses requests */
+		if (errno == EAGAIN || errno == ENOBUFS)
+			return;
 		s->offl_drop++;
-	else
+	} else {
 		s->offl_msgs++;
+	}
 	s->offl_len = 0;
 }

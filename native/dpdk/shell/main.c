@@ -34,6 +34,7 @@
 #include "fe_io.h"
 
 #define NB_DESC 512
+#define FE_FRAME_MAX 12256 /* an af_packet ring frame of 3 pages, less its header */
 #define DRAIN_NS 5000000LL         /* timers and offload batches every 5 ms at the latest */
 #define IDLE_SPIN 64               /* empty polls before the loop starts to sleep */
 #define IDLE_SLEEP_MAX_US 1000
@@ -275,10 +276,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	nshards = rte_lcore_count();
-	pool = rte_pktmbuf_pool_create("mfe_pool", 4096 * nshards, 256, 0,
-				       RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
-	if (!pool || port_init(0, (uint16_t)nshards, pool)) {
-		fprintf(stderr, "miresga-fe: port 0 setup failed: %s\n", rte_strerror(rte_errno));
+	/* room for a 9000-byte MTU frame in one segment: the stage takes single segments */
+	pool = rte_pktmbuf_pool_create("mfe_pool", 2048 * nshards, 128, 0,
+				       FE_FRAME_MAX + RTE_PKTMBUF_HEADROOM, rte_socket_id());
+	if (!pool) {
+		fprintf(stderr, "miresga-fe: mbuf pool: %s\n", rte_strerror(rte_errno));
+		goto out;
+	}
+	if ((ret = port_init(0, (uint16_t)nshards, pool))) {
+		fprintf(stderr, "miresga-fe: port 0 setup failed: %s\n", rte_strerror(-ret));
 		goto out;
 	}
 	rte_eth_macaddr_get(0, &mac);
