@@ -14,7 +14,7 @@ setup(
             sources=[VM + f for f in ("mvm_py.c", "mvm_load.c", "mvm_validate.c",
                                       "mvm_exec.c", "mvm_dump.c")],
             include_dirs=[VM],
-            extra_compile_args=["-O2", "-std=c11"],
+            extra_compile_args=["-O2", "-std=c11", "-fno-gcse", "-fno-crossjumping"],
         )
     ],
 )

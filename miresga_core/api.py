@@ -262,6 +262,14 @@ class ParserPlugin(ABC):
         NotImplementedError: their listeners are routed by the prototype only."""
         raise NotImplementedError(f"parser {self.name!r} has no compiled form")
 
+    def head_from_outcome(self, data: bytes, outcome: Any) -> RequestHead:
+        """The RequestHead of ``data`` after the compiled program routed it.
+
+        ``outcome`` carries head_len, framing, content_length and the plugin's own flags.
+        The program already validated the head; this only slices it. Parsers without a
+        compiled form leave this unimplemented and run as their prototype."""
+        raise NotImplementedError
+
     def route_scope(self, match_fields: Iterable[str]) -> Literal["connection", "request"]:
         """Whether routes on these fields can be decided once per connection.
 

@@ -19,6 +19,8 @@ __all__ = ["main"]
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "miresga_core.cli_serve",
+    "miresga_core.cli_compile",
+    "miresga_core.cli_lab",
     "miresga_core.cli_agent",
 )
 

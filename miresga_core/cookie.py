@@ -256,8 +256,11 @@ def clock_base(mono_ns: int, unix_ns: int) -> tuple[int, int]:
 
 
 def key_words(key: bytes) -> tuple[int, int]:
-    """(k0, k1): the key as the two little-endian words the data plane tables hold."""
+    """(k0, k1): the key as the two little-endian words the data plane tables hold. The
+    all-zero key is refused: the switch treats it as "no secret set"."""
     if len(key) != KEY_BYTES:
         raise ValueError(f"cookie secret must be {KEY_BYTES} bytes, got {len(key)}")
+    if not any(key):
+        raise ValueError("the all-zero cookie secret is reserved for 'not set'")
     k0, k1 = struct.unpack("<II", key)
     return k0, k1

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .api import Address, Backend, NeedMore, Reject, RequestHead
 
@@ -144,5 +144,8 @@ class SessionContext:
     parse: Callable[[bytes], RequestHead | NeedMore | Reject]
     stats: Stats = field(default_factory=Stats)
     retries: int = 2
+    #: the listener's decider (miresga_core/decide.py): prototype or compiled program.
+    #: None: the session parses with ``parse`` and routes with ``router`` itself.
+    decide: Callable[[bytes, Address | None, float], Any] | None = None
 
 

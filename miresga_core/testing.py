@@ -13,8 +13,12 @@ agree, on a corpus and on generated inputs:
 
 Compared: outcome kind; reject status (reasons are free text); for routes the decision,
 head length, framing, content length and flags. Backends are the policies' business.
-Starting a real ``kernel`` load balancer around a plugin needs the data plane's launcher
-(not part of this module yet; see docs/plugin-authors.md).
+* ``miresga_kernel_lb``: a factory ``(config_text, backend_names)`` -> context manager
+  yielding ``(LoadBalancer, Backends)``: ``miresga serve`` in a subprocess around real demo
+  backends on loopback (``{addr:<name>}`` and ``{port}`` in the text are filled in). The
+  plugin must be installed (entry point) for the server process to find it.
+* ``backend_of(lb, raw_request)``: send raw bytes to a running balancer, return the
+  ``x-backend`` name of the demo backend that answered (or the status line).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .bytecode.program import Program
 from .bytecode.vm import PyVM
 from .config import FieldMatch, RouteConfig
 
-__all__ = ["Equivalence", "compile_parser", "expected", "make_routes"]
+__all__ = ["Equivalence", "backend_of", "compile_parser", "expected", "make_routes"]
 
 RouteSpec = tuple[str, Sequence[tuple[str, str, Sequence[str], bool]]]
 _FRAMING = {BodyFraming.NONE: 0, BodyFraming.LENGTH: 1, BodyFraming.CHUNKED: 2,
@@ -133,6 +137,34 @@ class Equivalence:
 def mvm_equivalence() -> Callable[..., Equivalence]:
     """Factory: ``mvm_equivalence(parser, routes=[...])`` -> Equivalence."""
     return Equivalence
+
+
+def backend_of(lb: Any, data: bytes, timeout: float = 5.0) -> str:
+    """Send one raw request to a running balancer; the answering demo backend's name, or
+    ``status <code>`` when the balancer answered itself."""
+    import socket
+
+    with socket.create_connection((lb.host, lb.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "x-backend":
+            return value.strip()
+    return "status " + (head[0].split(" ")[1] if " " in head[0] else "?")
+
+
+@pytest.fixture
+def miresga_kernel_lb() -> Callable[..., Any]:
+    """Factory: ``with miresga_kernel_lb(config_text, ["b1", "b2"]) as (lb, backends):``."""
+    from .harness import serving
+    return serving
 
 
 @pytest.fixture

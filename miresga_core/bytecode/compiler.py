@@ -59,7 +59,9 @@ def compile_listener(config: Config, listener: ListenerConfig | str, registry: A
     for route in listener.routes:
         nxt = b.label(f"after-{route.name}")
         b.comment(f"route {route.name} -> pool {route.pool}")
-        for cond in route.match:
+        # conditions are ANDed and side-effect free: a canonical order makes spellings that
+        # differ only in key order compile to the same program
+        for cond in sorted(route.match, key=lambda c: (c.field, c.op, c.values)):
             _condition(b, cond, refs[cond.field], nxt, route)
         _policy(b, config, registry, route.pool)
         b.route(b.decision(route.pool, route.offload.value, route.name))

@@ -59,7 +59,11 @@ def render() -> str:
     out += ["};", "", "/* opcodes: position in opcodes.OPCODES */", "enum mvm_op {"]
     for i, op in enumerate(OPCODES):
         out.append(f"\tMVM_OP_{_c_name(op.name)} = {i},{'':<4}/* {op.doc} */")
-    out += [f"\tMVM_OP__COUNT = {len(OPCODES)}", "};", "", "/* result fields (setf) */",
+    out += [f"\tMVM_OP__COUNT = {len(OPCODES)}", "};", "",
+            "/* X-macro over the opcodes in number order (builds the exec jump table) */",
+            "#define MVM_FOREACH_OP(X) \\"]
+    out += [f"\tX({_c_name(op.name)}) \\" for op in OPCODES]
+    out += ["", "/* result fields (setf) */",
             "enum mvm_field {"]
     out += [f"\tMVM_F_{_c_name(f)} = {i}," for i, f in enumerate(FIELDS)]
     out += [f"\tMVM_NFIELDS = {len(FIELDS)}", "};", ""]

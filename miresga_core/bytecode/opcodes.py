@@ -196,6 +196,14 @@ OPCODES: tuple[Op, ...] = (
     _op("tlen", a=R, imm=T, doc="ra = len(table imm)"),
     _op("setf", a=F, b=R, doc="result field a = rb"),
     _op("call", imm=H, doc="call native helper imm (args and results: see HELPERS)"),
+    _op("sline", a=S, b=S, j=FWD,
+        doc="if sb has no LF: pc = j; else sa = sb up to the LF without one CR before it, "
+            "sb = after the LF"),
+    _op("strim", a=S, imm=CLS, doc="sa = sa without leading and trailing bytes of class imm"),
+    _op("lookupi", a=R, b=S, imm=K,
+        doc="ra = position of sb in const imm (names separated by NUL) ignoring ASCII case, "
+            "or -1"),
+    _op("jnall", a=S, imm=CLS, j=FWD, doc="if some byte of sa is outside class imm: pc = j"),
 )
 
 OP_BY_NAME: dict[str, int] = {op.name: i for i, op in enumerate(OPCODES)}

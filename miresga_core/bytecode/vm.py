@@ -358,6 +358,45 @@ def _call(vm, m, i, pc):
     return pc + 1
 
 
+@_h("sline")
+def _sline(vm, m, i, pc):
+    a, b = i[1], i[2]
+    data = m.sl(b)
+    lf = data.find(b"\n")
+    if lf < 0:
+        return i[5]
+    off = m.soff[b]
+    n = lf - 1 if lf > 0 and data[lf - 1] == 13 else lf
+    m.soff[b], m.slen[b] = off + lf + 1, m.slen[b] - lf - 1
+    m.soff[a], m.slen[a] = off, n
+    return pc + 1
+
+
+@_h("strim")
+def _strim(vm, m, i, pc):
+    a, cls = i[1], vm.p.consts[i[4]]
+    data = m.sl(a)
+    lo = _span(data, cls)
+    hi = len(data) - (_span(data[lo:][::-1], cls) if lo < len(data) else 0)
+    m.soff[a] += lo
+    m.slen[a] = hi - lo
+    return pc + 1
+
+
+@_h("lookupi")
+def _lookupi(vm, m, i, pc):
+    names = vm.words[i[4]]
+    key = m.sl(i[2]).translate(_LOWER)
+    m.r[i[1]] = names.index(key) if key in names else -1
+    return pc + 1
+
+
+@_h("jnall")
+def _jnall(vm, m, i, pc):
+    data = m.sl(i[1])
+    return i[5] if _span(data, vm.p.consts[i[4]]) != len(data) else pc + 1
+
+
 def _hdr_find(vm: PyVM, m: _Machine) -> None:
     m.soff[0], m.slen[0] = 0, 0
     k = m.r[1]
@@ -396,11 +435,14 @@ class PyVM:
 
     p: Program
     code: list[tuple[int, ...]] = field(init=False)
+    words: dict[int, list[bytes]] = field(init=False)
     kind: str = "python"
 
     def __post_init__(self) -> None:
         verify(self.p)
         self.code = [(i.op, i.a, i.b, i.c, i.imm, i.j) for i in self.p.code]
+        # lookupi word lists, lower-cased once (a list keeps the first position of a name)
+        self.words = {k: c.translate(_LOWER).split(b"\0") for k, c in enumerate(self.p.consts)}
 
     def halt(self, m: _Machine, kind: str, decision: int = -1) -> Outcome:
         head_len, framing, clen, flags, backend = m.out

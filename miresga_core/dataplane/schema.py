@@ -29,8 +29,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import sys
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +50,9 @@ __all__ = [
     "Kind",
     "Match",
     "OffloadModeId",
-    "SwitchDriver",
     "Table",
     "counter_index",
+    "markdown",
     "table",
 ]
 
@@ -308,7 +307,7 @@ SCHEMA: tuple[Table, ...] = (
         keys=(Field("bucket", _LB_BITS, match=Match.INDEX),),
         action=Action("set_frontend", (Field("frontend", 8, doc="frontend table index"),),
                       "Steer the flow to this front-end."),
-        default="frontend 0",
+        default="empty entry reads as frontend 0",
     ),
     Table(
         names.LB_INDEX_1, "Front-end by client-hash bucket (table 1 of 2).",
@@ -316,7 +315,7 @@ SCHEMA: tuple[Table, ...] = (
         keys=(Field("bucket", _LB_BITS, match=Match.INDEX),),
         action=Action("set_frontend", (Field("frontend", 8, doc="frontend table index"),),
                       "Steer the flow to this front-end."),
-        default="frontend 0",
+        default="empty entry reads as frontend 0",
     ),
     Table(
         names.BLOOM, "Bloom filter of flows whose SYN arrived during a front-end "
@@ -387,7 +386,7 @@ SCHEMA: tuple[Table, ...] = (
         Kind.DEVMAP, MAX_PORTS,
         value_fields=(Field("ifindex", 32),),
         targets=frozenset({"xdp"}),
-        default="redirect fails: XDP_ABORTED is avoided, packet dropped and counted",
+        default="no such port: the packet is dropped and counted (redirect_fail)",
     ),
     Table(
         names.COOKIE_SECRET, "SYN cookie keys: index 0 current, 1 previous (cookie.py).",
@@ -395,7 +394,7 @@ SCHEMA: tuple[Table, ...] = (
         keys=(Field("index", 1, match=Match.INDEX),),
         action=Action("set_secret", (Field("k0", 32), Field("k1", 32)),
                       "HalfSipHash key words (k0 = key bytes 0..3 little-endian)."),
-        default="zero key: the controller must set a secret before serving",
+        default="zero key: SYNs are dropped (syn_nosecret) until the controller sets one",
     ),
     Table(
         names.COOKIE_CLOCK, "SYN cookie time base: slot = base_slot + ((now - base_ns) >> "
@@ -440,6 +439,7 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("xdp_pass", "verdict XDP_PASS"),
     ("xdp_tx", "verdict XDP_TX"),
     ("xdp_redirect", "verdict XDP_REDIRECT"),
+    ("syn_nosecret", "SYN dropped: no cookie secret set yet (all-zero key)"),
 )
 
 SCHEMA = tuple(
@@ -483,53 +483,27 @@ def _check() -> None:
 _check()
 
 
-# ----------------------------------------------------------------------------- driver ABC
-
-class SwitchDriver(ABC):
-    """What the controller needs from a switch target (XDP now, Tofino later).
-
-    Addresses are dotted IPv4 strings, ports host integers, MACs "aa:bb:..". Every write
-    names tables through ``names``/``SCHEMA``; batch methods apply all entries or raise.
-    """
-
-    @abstractmethod
-    def write(self, table_name: str, entries: Iterable[tuple[Mapping[str, Any],
-                                                          Mapping[str, Any]]]) -> int:
-        """Insert or replace entries (key fields, action parameters); returns the count."""
-
-    @abstractmethod
-    def delete(self, table_name: str, keys: Iterable[Mapping[str, Any]]) -> int:
-        """Delete entries by key; missing keys are ignored; returns how many existed."""
-
-    @abstractmethod
-    def offload_add(self, client: tuple[str, int], vip: tuple[str, int], backend_index: int,
-                    backend: tuple[str, int], mode: OffloadModeId) -> None:
-        """Offload client->VIP to a backend (both directions: offload + offload_rev)."""
-
-    @abstractmethod
-    def offload_remove(self, client: tuple[str, int], vip: tuple[str, int]) -> None:
-        """Remove an offload (both directions); a missing entry is not an error."""
-
-    @abstractmethod
-    def set_frontends(self, buckets: Sequence[int], *, drain: bool = True) -> None:
-        """Install a new bucket -> front-end assignment.
-
-        With ``drain`` the change is staged (new table written, ``changing`` set: flows
-        whose SYN arrives now are remembered in the Bloom filter) and ``finish_change``
-        completes it; without, the active table is overwritten at once."""
-
-    @abstractmethod
-    def finish_change(self) -> None:
-        """Make the staged lb_index table active, stop the change, clear the filter."""
-
-    @abstractmethod
-    def set_cookie_secret(self, current: bytes, previous: bytes | None = None) -> None:
-        """Write the 8-byte HalfSipHash keys (and align the cookie clock)."""
-
-    @abstractmethod
-    def counters(self) -> dict[str, tuple[int, int]]:
-        """Counter name -> (packets, bytes), summed over CPUs / pipes."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Detach and release the data plane."""
+def markdown() -> str:
+    """The schema as the reference section of docs/switch.md (regenerated by gen_c)."""
+    out = ["| table | kind | size | key (bits, match) | hit action (param bits) | miss |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for t in SCHEMA:
+        if t.kind in (Kind.SINGLETON,):
+            keys = "(none: one entry)"
+        elif t.keys:
+            keys = ", ".join(f"`{k.name}` {k.bits} {k.match.value}" for k in t.keys)
+        else:
+            keys = "`index` (array)"
+        if t.action:
+            act = f"`{t.action.name}`(" + ", ".join(f"{p.name} {p.bits}"
+                                                    for p in t.action.params) + ")"
+        else:
+            act = "data: " + ", ".join(f"{p.name} {p.bits}" for p in t.value_fields)
+        xdp_only = " (XDP only)" if "tofino" not in t.targets else ""
+        out.append(f"| `{t.name}`{xdp_only} | {t.kind.value} | {t.size} | {keys} | {act} | "
+                   f"{t.default} |")
+    out += ["", "Purpose of each table:", ""]
+    out += [f"- `{t.name}`: {t.purpose}" for t in SCHEMA]
+    out += ["", "Counters (index: name, meaning):", ""]
+    out += [f"{i}. `{name}`: {doc}" for i, (name, doc) in enumerate(COUNTERS)]
+    return "\n".join(out) + "\n"

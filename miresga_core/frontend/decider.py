@@ -3,20 +3,21 @@
 The packet-level front-end does not care how a decision is made, only what it says:
 where the request goes, how the connection may be offloaded, and how many bytes the
 request occupies on the wire (so the next request on a keep-alive connection can be
-found). ``RouterDecider`` is the reference: the listener's parser plugin (prototype
-parse) and the core's ``Router`` (routes + pool policies). The compiled rule program
-(``miresga_core.bytecode``) is meant to sit behind the same interface.
+found). ``make_core_decider`` runs the listener's compiled rule program (C VM when built,
+Python VM otherwise) through the core's ``decide`` module; ``RouterDecider`` is the
+reference: the parser plugin's prototype and the core's ``Router``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..api import Address, BodyFraming, NeedMore, OffloadMode, ParserPlugin, Reject
+from ..decide import PrototypeDecider, make_decider
 from ..routing import Router
 
-__all__ = ["Decider", "Decision", "RouterDecider"]
+__all__ = ["CoreDecider", "Decider", "Decision", "RouterDecider", "make_core_decider"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +37,21 @@ class Decider(Protocol):
         """Decide on the request that starts at ``data[0]``."""
 
 
-class RouterDecider:
-    """Parser plugin prototype + Router: the Python reference decision."""
+class CoreDecider:
+    """Adapts the core's deciders (``miresga_core.decide``: the compiled rule program in
+    the C VM, or the prototype parser + Router) to the packet front-end's ``Decision``."""
 
-    def __init__(self, parser: ParserPlugin, router: Router) -> None:
-        self.parser = parser
-        self.router = router
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.kind: str = getattr(inner, "kind", "?")
 
     def decide(self, data: bytes, client: Address, now: float) -> Decision | NeedMore | Reject:
-        head = self.parser.parse_head(data)
-        if isinstance(head, (NeedMore, Reject)):
-            return head
-        result = self.router.route(head, client, now=now)
-        if result.backend is None:
-            why = "no route" if not result.pool else f"no backend up in pool {result.pool}"
+        result = self.inner.decide(data, client, now)
+        if isinstance(result, (NeedMore, Reject)):
+            return result
+        head, route = result.head, result.route
+        if route.backend is None:
+            why = "no route" if not route.pool else f"no backend up in pool {route.pool}"
             return Reject(503, why)
         length: int | None
         if head.framing is BodyFraming.NONE:
@@ -58,7 +60,21 @@ class RouterDecider:
             length = head.head_length + head.content_length
         else:
             length = None
-        mode = result.offload
+        mode = route.offload
         if head.upgrade and mode is OffloadMode.SPLICE:
             mode = OffloadMode.PIN  # after an upgrade the stream is no longer requests
-        return Decision(result.backend.address, mode, length, result.pool)
+        return Decision(route.backend.address, mode, length, route.pool)
+
+
+class RouterDecider(CoreDecider):
+    """Parser plugin prototype + Router: the Python reference decision."""
+
+    def __init__(self, parser: ParserPlugin, router: Router) -> None:
+        super().__init__(PrototypeDecider(parser, router))
+
+
+def make_core_decider(config: Any, listener: Any, registry: Any, router: Router,
+                      prefer: str = "c") -> CoreDecider:
+    """The listener's compiled program (C VM when built) behind the front-end's interface,
+    or the prototype where the parser does not compile (the core logs which)."""
+    return CoreDecider(make_decider(config, listener, registry, router, prefer=prefer))

@@ -52,6 +52,7 @@ from .state import Action, Conn, Leg, LegState, Offload, Transmit, Unoffload
 __all__ = ["COUNTER_NAMES", "Frontend", "FrontendConfig", "VipParams"]
 
 S = 1_000_000_000
+REORDER_WINDOW = 1 << 20  # client bytes ahead of next_seq still taken as reordering
 
 COUNTER_NAMES = (
     "rx", "rx_client", "rx_backend", "malformed", "not_ours", "cookie_ok", "cookie_bad",
@@ -59,7 +60,7 @@ COUNTER_NAMES = (
     "leg_opened", "leg_switched", "syn_sent", "syn_retransmit", "syn_gave_up",
     "synack_ok", "synack_dup", "synack_bad", "old_leg_drop", "to_backend", "to_client",
     "offload", "unoffload", "fin_client", "fin_backend", "rst_client", "rst_backend",
-    "closed", "expired", "head_too_big", "no_request_fin", "tx",
+    "closed", "expired", "head_too_big", "no_request_fin", "reincarnated", "tx",
 )
 
 
@@ -150,6 +151,10 @@ class Frontend:
         self.counters["tx"] += sum(isinstance(a, Transmit) for a in out)
         return out
 
+    def oldest_ns(self) -> int | None:
+        """When the oldest live connection was accepted (None: no connection)."""
+        return min((c.created_ns for c in self.conns.values()), default=None)
+
     def next_deadline(self) -> int | None:
         """The earliest time ``expire`` has something to do (None: nothing pending)."""
         times = []
@@ -168,6 +173,15 @@ class Frontend:
     def _client(self, seg: Segment, client: Address, vip: Address, now: int,
                 out: list[Action]) -> None:
         conn = self.conns.get((client, vip))
+        if conn is not None and seg.seq != conn.next_seq and self._new_incarnation(
+                conn, seg, now):
+            # the client reused the port (our state was in its close grace period or
+            # idle): the old connection is over
+            self.counters["reincarnated"] += 1
+            if conn.leg is not None:
+                self._close_leg(conn, conn.leg, now, out)
+            self._drop(conn, out)
+            conn = None
         if conn is None:
             conn = self._accept(seg, client, vip, now)
             if conn is None:
@@ -213,9 +227,29 @@ class Frontend:
             self.counters["cookie_bad"] += 1
             return None
         self.counters["cookie_ok"] += 1
-        conn = Conn(client, vip, info, isn, seg.seq, seg.ack, seg.window, now)
+        conn = Conn(client, vip, info, isn, seg.seq, seg.ack, seg.window, now, now, seg.seq)
         self.conns[(client, vip)] = conn
         return conn
+
+    def _new_incarnation(self, conn: Conn, seg: Segment, now: int) -> bool:
+        """Whether an out-of-place ACK opens a new connection on the same client port
+        (our state of the old one was in its close grace period, or idle). Client ISNs
+        are random: a new incarnation's seq lies outside the old stream and outside the
+        window ahead of it, and its ack - 1 is a valid cookie (the old one's own cookie
+        again when the slot and options are the same: then the old connection must have
+        been closed by the client)."""
+        if seg.flags & (SYN | RST) or not seg.has(ACK):
+            return False
+        ahead = seq_diff(seg.seq, conn.next_seq)
+        if seq_diff(seg.seq, conn.first_seq) >= 0 and ahead <= 0:
+            return False  # a duplicate of the old stream
+        if 0 < ahead <= REORDER_WINDOW:
+            return False  # out of order in the old stream
+        isn = seq_add(seg.ack, -1)
+        if isn == conn.isn:
+            return conn.client_fin
+        return cookie.validate(self.secrets, isn, conn.client.host, conn.client.port,
+                               conn.vip.host, conn.vip.port, cookie.slot_at(now)) is not None
 
     def _client_ack(self, conn: Conn, seg: Segment, out: list[Action]) -> None:
         """A pure ACK / window update: the current leg needs it until offloaded."""

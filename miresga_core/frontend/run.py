@@ -21,7 +21,7 @@ from ..config import load_config
 from ..dataplane import names
 from ..plugins import get_plugin_manager, registry_from
 from ..routing import PoolState, Router
-from .decider import Decider, RouterDecider
+from .decider import Decider, make_core_decider
 from .machine import Frontend, FrontendConfig, S, VipParams
 
 __all__ = ["build_frontend", "main"]
@@ -30,7 +30,7 @@ log = logging.getLogger("miresga.frontend")
 
 
 def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None, bytes | None],
-                   *, idle_timeout_s: float = 300.0) -> Frontend:
+                   *, idle_timeout_s: float = 300.0, prefer: str = "c") -> Frontend:
     """The machine for every listener of the config; VIP parameters from the switch."""
     from .. import cookie
 
@@ -40,8 +40,10 @@ def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None
     deciders: dict[Address, Decider] = {}
     vips: dict[Address, VipParams] = {}
     for listener in config.listeners:
-        parser = registry.parsers[listener.protocol](max_head=listener.max_head)
-        deciders[listener.listen] = RouterDecider(parser, Router(listener, pools))
+        decider = make_core_decider(config, listener, registry, Router(listener, pools),
+                                    prefer=prefer)
+        log.info("listener %s: rules run by %s", listener.name, decider.kind)
+        deciders[listener.listen] = decider
         entry = switch.read(names.VIP, {"vip_addr": listener.listen.host,
                                         "vip_port": listener.listen.port})
         if entry is None:

@@ -172,6 +172,7 @@ class PacketShell:
     def stats(self) -> dict[str, Any]:
         return {"shell": dict(self.counters), "machine": dict(self.fe.counters),
                 "offload": dict(self.applier.counters), "conns": len(self.fe.conns),
+                "oldest_ns": self.fe.oldest_ns(), "written_ns": time.time_ns(),
                 "legs": len(self.fe.legs)}
 
     def write_stats(self) -> None:

@@ -89,6 +89,8 @@ class Conn:
     ack: int  # the client's latest ack (switch space)
     window: int
     last_ns: int
+    created_ns: int = 0
+    first_seq: int = 0  # the seq of the first packet accepted
     pending: bytearray = field(default_factory=bytearray)  # not yet given to a leg
     remaining: int = 0  # bytes of the current request still due to the leg; -1: all
     leg: Leg | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 
@@ -23,6 +23,10 @@ class KernelOptions:
     workers: int = opt(0, check=lambda v: None if v >= 0 else "must be >= 0",
                        doc="worker processes; 0 = one per CPU core")
     uvloop: bool = opt(True, doc="use uvloop when it is installed")
+    rules: Literal["c", "python", "prototype"] = opt(
+        "c", doc="how requests are decided: the compiled rule program in the C VM (Python VM "
+                 "when the extension is missing, logged), the Python VM, or the parser's "
+                 "Python prototype")
 
 
 class KernelDataPlane:

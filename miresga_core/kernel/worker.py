@@ -22,6 +22,7 @@ from typing import Any
 
 from ..api import Address
 from ..config import Config, ListenerConfig
+from ..decide import PrototypeDecider, make_decider
 from ..plugins import Registry
 from ..routing import PoolState, Router
 from ..session import SessionContext, Stats
@@ -48,6 +49,7 @@ class Runtime:
 
     def __init__(self, config: Config, registry: Registry) -> None:
         self.config = config
+        self.rules = getattr(config.dataplane.options, "rules", "c")
         self.registry = registry
         self.pools = {name: PoolState(pool, registry.policies[pool.policy])
                       for name, pool in config.pools.items()}
@@ -56,14 +58,17 @@ class Runtime:
         self.stats: dict[str, Stats] = {listener.name: Stats() for listener in config.listeners}
 
     def session_factory(self, listener: ListenerConfig) -> Any:
-        parser = self.registry.parsers[listener.protocol](max_head=listener.max_head)
         router = self.routers[listener.name]
+        decider = make_decider(self.config, listener, self.registry, router, self.rules)
+        parser = decider.parser if isinstance(decider, PrototypeDecider) else \
+            decider.fallback.parser
         stats = self.stats[listener.name]
         retries = listener.retries
 
         def new_session(client: Address | None) -> Any:
             return parser.new_session(SessionContext(listener, router, client,
-                                                     parser.parse_head, stats, retries))
+                                                     parser.parse_head, stats, retries,
+                                                     decider.decide))
 
         return new_session
 

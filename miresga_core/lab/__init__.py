@@ -8,7 +8,7 @@ and backends (``miresga lab up|down|status``; docs/lab.md).
 
 from .netns import in_netns, netns_exists
 from .spec import Host, LabSpec
-from .topology import Lab, LabError, down, status, up
+from .topology import Lab, LabError, down, load_spec, status, up
 
-__all__ = ["Host", "Lab", "LabError", "LabSpec", "down", "in_netns", "netns_exists", "status",
-           "up"]
+__all__ = ["Host", "Lab", "LabError", "LabSpec", "down", "in_netns", "load_spec", "netns_exists",
+           "status", "up"]

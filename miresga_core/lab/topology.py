@@ -1,8 +1,9 @@
 """Build, inspect and tear down a lab (see spec.py for the layout, docs/lab.md for why).
 
-``up`` is idempotent: a complete lab with the same prefix is left alone, a partial one is
-removed and rebuilt, and any failure while building removes everything it made. ``down``
-removes the namespaces of the prefix (whatever their number) and the switch's pinned maps.
+``up`` is idempotent: a complete lab built from the same spec is left alone; a partial one,
+or one built from another spec with the same prefix, is removed and rebuilt; any failure
+while building removes everything it made. ``down`` removes the namespaces of the prefix
+(whatever their number) and the switch's pinned maps.
 
 Kernel details that decide whether packets flow (verified on this machine, docs/lab.md):
 * XDP_TX and XDP_REDIRECT from a native-mode veth program deliver only when the receiving
@@ -26,7 +27,7 @@ from ..errors import MiresgaError
 from .netns import in_netns, netns_exists, run_in_netns
 from .spec import Host, LabSpec
 
-__all__ = ["STATE_DIR", "Lab", "LabError", "down", "status", "up"]
+__all__ = ["STATE_DIR", "Lab", "LabError", "down", "load_spec", "status", "up"]
 
 STATE_DIR = Path("/run/miresga")
 _NUD_PERMANENT = 0x80
@@ -41,12 +42,21 @@ def _state_file(spec: LabSpec) -> Path:
 
 
 def _is_complete(spec: LabSpec) -> bool:
-    if not _state_file(spec).exists() or not all(netns_exists(n) for n in spec.namespaces()):
+    """The lab exists, entirely, and was built from this very spec."""
+    if load_spec(spec.prefix) != spec or not all(netns_exists(n) for n in spec.namespaces()):
         return False
     return not spec.switch or (spec.pin_dir / "vip").exists()
 
 
 # ----------------------------------------------------------------------------- building
+
+
+def _quiet_ipv6() -> None:
+    """IPv6 off in the calling thread's namespace: the lab is IPv4, and neighbour discovery
+    and MLD chatter would only fill the switch's pass counters."""
+    for scope in ("all", "default"):
+        with open(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6", "w") as f:
+            f.write("1")
 
 
 def _link_host(spec: LabSpec, host: Host) -> None:
@@ -128,6 +138,8 @@ def up(spec: LabSpec) -> str:
     try:
         for name in spec.namespaces():
             netns.create(name)
+            if os.path.exists("/proc/sys/net/ipv6"):
+                in_netns(name, _quiet_ipv6)
         with NetNS(spec.switch_ns) as sw:
             sw.link("set", index=sw.link_lookup(ifname="lo")[0], state="up")
         for host in spec.hosts():
@@ -166,8 +178,23 @@ def down(spec: LabSpec) -> str:
 # ----------------------------------------------------------------------------- status
 
 
+def load_spec(prefix: str) -> LabSpec | None:
+    """The spec a running lab was built with (from its state file), or None."""
+    path = STATE_DIR / f"lab-{prefix.rstrip('-')}.json"
+    try:
+        raw = json.loads(path.read_text())["spec"]
+    except (OSError, ValueError, KeyError):
+        return None
+    raw["vips"] = tuple(tuple(v) for v in raw["vips"])
+    raw["pin_root"] = Path(raw["pin_root"])
+    return LabSpec(**raw)
+
+
 def _describe(spec: LabSpec) -> dict[str, Any]:
+    fields = {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+    fields["pin_root"] = str(spec.pin_root)
     return {
+        "spec": fields,
         "prefix": spec.prefix, "switch_ns": spec.switch_ns, "pin_dir": str(spec.pin_dir),
         "vips": [f"{a}:{p}" for a, p in spec.vips],
         "hosts": [{"role": h.role, "index": h.index, "ns": h.ns, "addr": h.addr,

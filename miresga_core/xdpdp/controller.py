@@ -61,6 +61,8 @@ class XdpOptions:
     idle_timeout_s: float = opt(300.0, check=lambda v: None if v > 0 else "must be > 0",
                                 doc="idle connection state expiry (front-end and agents)")
     run_dir: str = opt("/run/miresga/xdp", doc="stats files and generated keys")
+    demo_backends: bool = opt(False, doc="start the demo HTTP backend on every backend host "
+                              "the pools name (miresga backend)")
 
 
 class XdpController:
@@ -76,6 +78,7 @@ class XdpController:
         self.secrets = CookieSecrets.generate()
         self.frontends: dict[int, subprocess.Popen[bytes]] = {}
         self.agents: list[str] = []
+        self.demo: list[subprocess.Popen[bytes]] = []
         self.members: list[int] = []
         self.last_rotation = 0.0
 
@@ -92,6 +95,8 @@ class XdpController:
             self.switch = XdpSwitch.from_pins(self.spec.pin_dir)
             self._program_switch()
             self._agents()
+            if self.opts.demo_backends:
+                self._demo_backends()
             n = self.spec.frontends if frontends is None else frontends
             for i in range(n):
                 self._start_frontend(i)
@@ -112,6 +117,15 @@ class XdpController:
                 proc.kill()
                 proc.wait(timeout=5)
         self.frontends.clear()
+        for proc in self.demo:
+            proc.terminate()
+        for proc in self.demo:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.demo.clear()
         for ns in self.agents:
             detach_agent(ns, "eth0", self.spec.pin_dir)
         self.agents.clear()
@@ -193,6 +207,26 @@ class XdpController:
                 maps.close()
         return gone
 
+    def _demo_backends(self) -> None:
+        by_addr = {h.addr: h for h in self.spec.hosts("backend")}
+        ports: dict[str, list[int]] = {}
+        for addr, port in self.backends():
+            ports.setdefault(addr, []).append(port)
+        for addr, plist in ports.items():
+            host = by_addr[addr]
+            argv = ["ip", "netns", "exec", host.ns, sys.executable, "-m", "miresga_core.cli",
+                    "backend", "--host", addr]
+            for port in plist:
+                argv += ["--port", str(port), "--name", f"b{host.index}"]
+            self.demo.append(subprocess.Popen(argv, env=_env()))
+        deadline = time.monotonic() + 15
+        for addr, plist in ports.items():
+            ns = by_addr[addr].ns
+            while not all(_listening(ns, p) for p in plist):
+                if time.monotonic() > deadline:
+                    raise MiresgaError(f"demo backend on {addr} did not start")
+                time.sleep(0.1)
+
     # ------------------------------------------------------------------ front-ends
 
     def stats_file(self, i: int) -> Path:
@@ -208,9 +242,7 @@ class XdpController:
                 "--agent-secret-file", str(self.agent_secret_file()),
                 "--gateway-mac", self.spec.switch_mac, "--stats-file", str(stats),
                 "--idle-timeout", str(self.opts.idle_timeout_s)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(REPO_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)])}
-        self.frontends[i] = subprocess.Popen(argv, env=env)
+        self.frontends[i] = subprocess.Popen(argv, env=_env())
         deadline = time.monotonic() + 30
         while not stats.exists():
             if self.frontends[i].poll() is not None or time.monotonic() > deadline:
@@ -222,14 +254,42 @@ class XdpController:
 
         self.switch.set_frontends(rebalance(self.switch.buckets(), self.members), drain=drain)
 
-    def add_frontend(self, i: int, settle_s: float = 2.0) -> None:
-        """Start front-end ``i`` and move a share of buckets to it. Flows that exist stay
-        with their front-end until the change finishes (after ``settle_s``)."""
+    def add_frontend(self, i: int, drain_timeout_s: float = 30.0) -> float:
+        """Start front-end ``i`` and give it a share of the buckets (see ``_change``)."""
         self._start_frontend(i)
-        self.members = sorted({*self.members, i})
+        return self._change(sorted({*self.members, i}), drain_timeout_s)
+
+    def remove_frontend(self, i: int, drain_timeout_s: float = 30.0) -> float:
+        """Move front-end ``i``'s buckets to the others, let its connections finish, then
+        stop it (see ``_change``)."""
+        if i not in self.members or len(self.members) == 1:
+            raise MiresgaError(f"front-end {i} is not a member, or the last one")
+        took = self._change([m for m in self.members if m != i], drain_timeout_s)
+        proc = self.frontends.pop(i)
+        proc.terminate()
+        proc.wait(timeout=10)
+        return took
+
+    def _change(self, members: list[int], drain_timeout_s: float) -> float:
+        """A front-end membership change without breaking live connections: while it
+        runs, new flows follow the new assignment (the switch's Bloom filter) and
+        existing ones stay with the front-end that holds their state. It finishes once
+        every front-end that served before reports no connection older than the change
+        (or after ``drain_timeout_s``: then connections still open on a moved bucket lose
+        their front-end, docs/xdp-dataplane.md). Returns the seconds the drain took."""
+        old = list(self.members)
+        self.members = members
+        started = time.time_ns()
+        t0 = time.monotonic()
         self._set_members(drain=True)
-        time.sleep(settle_s)
+        while time.monotonic() - t0 < drain_timeout_s:
+            stats = self.frontend_stats()
+            fresh = all(stats[j].get("written_ns", 0) > started for j in old)
+            if fresh and all((stats[j].get("oldest_ns") or started) >= started for j in old):
+                break
+            time.sleep(0.2)
         self.switch.finish_change()
+        return time.monotonic() - t0
 
     def frontend_stats(self) -> dict[int, dict[str, Any]]:
         out = {}
@@ -239,3 +299,15 @@ class XdpController:
             except (OSError, ValueError):
                 out[i] = {}
         return out
+
+
+def _env() -> dict[str, str]:
+    """Child processes import this checkout first."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)])}
+
+
+def _listening(ns: str, port: int) -> bool:
+    from ..lab.netns import run_in_netns
+
+    return bool(run_in_netns(ns, ["ss", "-ltnH", "sport", "=", f":{port}"]).strip())

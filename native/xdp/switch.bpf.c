@@ -240,6 +240,10 @@ static __always_inline int syn_ack(struct xdp_md *ctx, struct pkt *p,
 	clk = bpf_map_lookup_elem(&cookie_clock, &zero);
 	if (!sec || !clk)
 		return XDP_ABORTED;
+	if (!sec->k0 && !sec->k1) { /* a known key would make every cookie forgeable */
+		count(MIRESGA_CNT_SYN_NOSECRET, p->len);
+		return XDP_DROP;
+	}
 	{
 		__u64 now = bpf_ktime_get_ns();
 

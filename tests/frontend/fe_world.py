@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from miresga_core import cookie
 from miresga_core.api import Address
 from miresga_core.config import parse_config
-from miresga_core.frontend import Frontend, FrontendConfig, RouterDecider, VipParams
+from miresga_core.frontend import (
+    Frontend,
+    FrontendConfig,
+    RouterDecider,
+    VipParams,
+    make_core_decider,
+)
 from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, RST, SYN, Segment, seq_add
 from miresga_core.frontend.state import Action, Offload, Transmit, Unoffload
@@ -64,13 +70,17 @@ def post(path: str, body: bytes) -> bytes:
             .encode() + body)
 
 
-def make_frontend(registry, **kw) -> Frontend:
+def make_frontend(registry, prefer: str = "prototype", **kw) -> Frontend:
+    """prefer: "prototype" (parser + Router), "python" / "c" (the compiled program)."""
     config = parse_config(CONFIG, registry)
     pools = {n: PoolState(p, registry.policies[p.policy]) for n, p in config.pools.items()}
     router = Router(config.listeners[0], pools)
-    parser = registry.parsers["http1"]()
+    if prefer == "prototype":
+        decider = RouterDecider(registry.parsers["http1"](), router)
+    else:
+        decider = make_core_decider(config, config.listeners[0], registry, router, prefer)
     fc = FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **kw)
-    return Frontend(fc, RouterDecider(parser, router), cookie.CookieSecrets(COOKIE_KEY))
+    return Frontend(fc, decider, cookie.CookieSecrets(COOKIE_KEY))
 
 
 def segs(actions: list[Action]) -> list[Segment]:

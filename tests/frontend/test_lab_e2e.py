@@ -8,11 +8,13 @@ Measured ratios are written to <tmp>/ratios.json and printed (pytest -s shows th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -83,6 +85,70 @@ def test_keepalive_requests_routed_per_request(lab: XdpLab) -> None:
     assert fe_total(lab, "leg_switched") - before == 3
 
 
+def test_keepalive_requests_spread_over_a_round_robin_pool(lab: XdpLab) -> None:
+    r = lab.curl(*["/rr/whoami"] * 6, extra=("-w", "[%{num_connects}]\n"))
+    text = r.stdout.decode()
+    answers = re.findall(r"^(b\d)$", text, re.M)
+    assert re.findall(r"\[(\d)\]", text) == ["1"] + ["0"] * 5, text  # one connection
+    assert sorted(answers) == ["b0"] * 3 + ["b1"] * 3, text
+    assert all(a != b for a, b in itertools.pairwise(answers)), text  # alternating
+
+
+def _pipelined() -> bytes:
+    s = socket.create_connection((VIP, 80), timeout=10)
+    try:
+        # three requests in one write, the second routed to another pool: all three must
+        # be answered by one backend, in order, never interleaved
+        s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /green/whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        buf = b""
+        while chunk := s.recv(65536):
+            buf += chunk
+        return buf
+    finally:
+        s.close()
+
+
+def test_pipelined_requests_stay_on_one_backend(lab: XdpLab) -> None:
+    before = fe_total(lab, "pipelined_kept")
+    data = in_client(_pipelined)
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert re.findall(rb"\r\n\r\n(b\d)\n", data) == [b"b0", b"b0", b"b0"]
+    settle()
+    assert fe_total(lab, "pipelined_kept") == before + 1
+
+
+def test_request_body_across_many_segments(lab: XdpLab) -> None:
+    body = lab.tmp / "body"
+    body.write_bytes(os.urandom(300_000))
+    r = lab.curl("/green/echo", "/echo", extra=("--data-binary", f"@{body}"))
+    assert r.stdout == b"b1 POST 300000\nb0 POST 300000\n", r.stderr
+
+
+def test_lost_forged_syn_is_resent(lab: XdpLab) -> None:
+    from miresga_core.dataplane import names
+
+    b1 = lab.ctl.spec.hosts("backend")[1]
+    sw = lab.ctl.switch
+    route = {"prefixlen": 32, "dst": b1.addr}
+    before = fe_total(lab, "syn_retransmit")
+    sw.delete(names.ROUTE, [route])  # the switch cannot reach b1: the forged SYN is lost
+    try:
+        curl = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}c0", "curl", "-sS",
+                                 "--max-time", "20", f"http://{VIP}/green/whoami"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.3)
+    finally:
+        sw.set_route(f"{b1.addr}/32", b1.port, smac=lab.ctl.spec.switch_mac, dmac=b1.mac)
+    out, err = curl.communicate(timeout=30)
+    assert out == b"b1\n", err
+    settle()
+    assert fe_total(lab, "syn_retransmit") > before
+    assert fe_total(lab, "leg_opened") == fe_total(lab, "syn_sent") - fe_total(
+        lab, "syn_retransmit")  # the resends never opened a second leg
+
+
 def test_wrk_through_the_vip(lab: XdpLab) -> None:
     r = lab.client(["wrk", "-t1", "-c8", "-d3s", "--timeout", "3s",
                     f"http://{VIP}/whoami"], timeout=30)
@@ -145,9 +211,17 @@ def _half_close(path: str) -> bytes:
 
 
 def test_client_half_close(lab: XdpLab) -> None:
-    data = in_client(_half_close, "/1m")
+    # nginx itself answers a half-close with 499 when the response does not fit its first
+    # write ("client prematurely closed connection", ngx_http_test_reading; seen the same
+    # on loopback without Miresga), so the object is one that fits: the point is that the
+    # client's FIN reaches the backend and the response and the backend's FIN still come
+    # back to the half-closed client
+    before = fe_total(lab, "fin_backend")
+    data = in_client(_half_close, "/1k")
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200") and body == (lab.www / "1m").read_bytes()
+    assert head.startswith(b"HTTP/1.1 200") and body == (lab.www / "1k").read_bytes()
+    settle()
+    assert fe_total(lab, "fin_backend") == before + 1
 
 
 def _client_reset(path: str) -> int:
@@ -207,23 +281,78 @@ def test_backend_reset_reaches_client(lab: XdpLab) -> None:
 
 def _download(path: str, rate: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}c0", "sh", "-c",
-                             f"curl -sS --limit-rate {rate} --max-time 60 "
+                             f"curl -sS --path-as-is --limit-rate {rate} --max-time 60 "
                              f"http://{VIP}{path} | sha256sum"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _keepalive_requests(n: int, gap: float) -> list[bytes]:
+    """n requests on one connection, ``gap`` seconds apart: the answers' first lines."""
+    s = socket.create_connection((VIP, 80), timeout=10)
+    out = []
+    try:
+        for i in range(n):
+            s.sendall(f"GET /whoami?{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            buf = b""
+            while not buf.endswith(b"b0\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            out.append(buf.split(b"\r\n", 1)[0] + b" " + buf[-3:])
+            time.sleep(gap)
+    finally:
+        s.close()
+    return out
+
+
 def test_adding_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None:
     live = [_download("/big", "40M") for _ in range(2)]
+    keepalive: list[list[bytes]] = []
+    ka = threading.Thread(target=lambda: keepalive.append(
+        in_client(_keepalive_requests, 15, 0.2)))
+    ka.start()
     time.sleep(0.5)
-    lab.ctl.add_frontend(1, settle_s=1.0)
-    for _ in range(30):  # new connections spread over both front-ends
+    drained: list[float] = []
+    change = threading.Thread(target=lambda: drained.append(
+        lab.ctl.add_frontend(1, drain_timeout_s=30)))
+    change.start()
+    deadline = time.monotonic() + 30
+    while not lab.ctl.switch.lb_state()[1]:  # the new front-end is up, the change runs
+        assert time.monotonic() < deadline and change.is_alive(), "change did not start"
+        time.sleep(0.05)
+    for _ in range(30):  # new connections during the change: some on the new front-end
         r = lab.curl("/whoami")
         assert r.stdout == b"b0\n", r.stderr
+    change.join(60)
+    ka.join(60)
+    assert drained and drained[0] < 30  # finished when the old connections ended
+    assert keepalive and keepalive[0] == [b"HTTP/1.1 200 OK b0\n"] * 15
     for p in live:
         out, err = p.communicate(timeout=90)
         assert out.split()[0].decode() == big, err
     settle()
     assert lab.fe_stats(1)["machine"].get("cookie_ok", 0) > 0
+    for _ in range(10):  # and after it
+        assert lab.curl("/whoami").stdout == b"b0\n"
+
+
+def test_removing_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None:
+    live = [_download("/big", "40M") for _ in range(4)]  # some on each front-end
+    time.sleep(0.8)
+    settle()
+    assert all(s["conns"] > 0 for s in lab.ctl.frontend_stats().values())
+    drained = lab.ctl.remove_frontend(1, drain_timeout_s=30)
+    assert drained < 30
+    for p in live:
+        out, err = p.communicate(timeout=90)
+        assert out.split()[0].decode() == big, err
+    before = lab.fe_stats(0)["machine"]["cookie_ok"]
+    for _ in range(10):  # every new connection now lands on front-end 0
+        assert lab.curl("/whoami").stdout == b"b0\n"
+    settle()
+    assert lab.fe_stats(0)["machine"]["cookie_ok"] == before + 10
+    assert list(lab.ctl.frontends) == [0]
 
 
 def test_backend_killed_mid_transfer(lab: XdpLab, big: str) -> None:
@@ -250,6 +379,6 @@ def test_state_drains_to_empty(lab: XdpLab) -> None:
                 and lab.agent_flows() == 0):
             break
     stats = lab.ctl.frontend_stats()
-    assert [s.get("conns") for s in stats.values()] == [0, 0]
+    assert stats and [s.get("conns") for s in stats.values()] == [0] * len(stats)
     assert lab.offload_entries() == 0
     assert lab.agent_flows() == 0

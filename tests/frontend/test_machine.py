@@ -32,9 +32,11 @@ from miresga_core.frontend.state import Offload, Unoffload
 from miresga_core.wire import option
 
 
-@pytest.fixture
-def fe(registry):
-    return make_frontend(registry)
+@pytest.fixture(params=["prototype", "c"])
+def fe(registry, request):
+    """Every packet test runs with the prototype decider and with the compiled rule
+    program (C VM when built; the core falls back to the Python VM and logs it)."""
+    return make_frontend(registry, prefer=request.param)
 
 
 def open_leg(c: Client, data: bytes) -> tuple[Backend, list]:
@@ -415,3 +417,31 @@ def test_oversized_backend_segment_is_cut_to_client_mss(fe):
     assert [len(s.payload) for s in parts] == [1460, 1460, 1080]
     assert [s.flags & (FIN | PSH) for s in parts] == [0, 0, FIN | PSH]
     assert parts[1].seq == seq_add(parts[0].seq, 1460)
+
+
+@pytest.mark.parametrize("later", [1, 1 << cookie.SLOT_SHIFT])
+def test_client_port_reused_during_close_grace_is_a_new_connection(fe, later):
+    """Same slot: the new connection has the very same cookie; next slot: another one."""
+    c = Client(fe)
+    b = established(c)
+    c.send(ACK | FIN)
+    b.respond(b"", flags=ACK | FIN)
+    old = fe.conns[(c.addr, VIP)]
+    assert old.closed_ns is not None  # in its grace period
+    c2 = Client(fe, addr=c.addr, isn=0x12345678, now=c.now + later)
+    assert (c2.cookie_isn == c.cookie_isn) == (later == 1)
+    out = c2.request(get("/green/again"))
+    assert fe.counters["reincarnated"] == 1
+    (syn,) = [s for s in segs(out) if s.has(SYN)]
+    assert Backend.from_syn(c2, syn).base == c2.cookie_isn
+    assert syn.seq == c2.isn and (syn.dst, syn.dport) == (GREEN.host, GREEN.port)
+    assert fe.conns[(c.addr, VIP)] is not old
+
+
+def test_reordered_segment_of_a_live_connection_is_not_a_new_one(fe):
+    c = Client(fe)
+    c.send(ACK)
+    req = post("/p", b"x" * 3000)
+    assert c.request(req[1000:], seq=seq_add(c.seq, 1000)) == []  # ahead: reordering
+    c.request(req[:1000], advance=False)
+    assert fe.counters["reincarnated"] == 0 and fe.counters["out_of_order"] == 1

@@ -9,6 +9,7 @@ wrk processes in the client namespace. Everything started is stopped in ``close`
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import textwrap
 import time
@@ -38,10 +39,16 @@ def config_text(run_dir: Path, frontends: int = 1, idle: float = 30.0) -> str:
         pool = "blue"
         offload = "pin"
         match = {{ path = {{ prefix = "/pin" }} }}
+        [[listeners.routes]]
+        pool = "both"
+        match = {{ path = {{ prefix = "/rr" }} }}
         [pools.blue]
         backends = [{{ address = "{BACKENDS[0]}:8080" }}]
         [pools.green]
         backends = [{{ address = "{BACKENDS[1]}:8080" }}]
+        [pools.both]
+        policy = "round-robin"
+        backends = [{{ address = "{BACKENDS[0]}:8080" }}, {{ address = "{BACKENDS[1]}:8080" }}]
         [dataplane]
         kind = "xdp"
         [dataplane.xdp]
@@ -60,7 +67,7 @@ def nginx_conf(root: Path, work: Path, addr: str, name: str) -> str:
         worker_processes 1;
         daemon off;
         pid {work}/nginx.pid;
-        error_log {work}/error.log warn;
+        error_log {work}/error.log info;
         events {{ worker_connections 512; }}
         http {{
             access_log off;
@@ -76,7 +83,7 @@ def nginx_conf(root: Path, work: Path, addr: str, name: str) -> str:
                 root {root};
                 add_header X-Backend {name};
                 location ~ whoami$ {{ return 200 "{name}\\n"; }}
-                location /echo {{ return 200 "{name} $request_method $content_length\\n"; }}
+                location ~ echo$ {{ return 200 "{name} $request_method $content_length\\n"; }}
             }}
         }}
         """)
@@ -109,9 +116,10 @@ class XdpLab:
         work.mkdir(exist_ok=True)
         conf = work / "nginx.conf"
         conf.write_text(nginx_conf(self.www, work, addr, f"b{i}"))
+        # its own session: master and worker are killed together by process group
         proc = subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}b{i}", "nginx", "-c",
                                  str(conf)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         self.nginx.append(proc)
         deadline = time.monotonic() + 10
         while True:
@@ -124,20 +132,20 @@ class XdpLab:
             time.sleep(0.05)
 
     def kill_nginx(self, i: int) -> None:
-        self.nginx[i].kill()
+        """SIGKILL master and worker (the backend dies mid-whatever it was doing)."""
+        os.killpg(self.nginx[i].pid, signal.SIGKILL)
         self.nginx[i].wait(timeout=10)
-        run_in_netns(f"{PREFIX}b{i}", ["pkill", "-KILL", "-F", str(self.tmp / f"nginx{i}" /
-                                                                    "nginx.pid")])
 
     def close(self) -> None:
         for proc in self.nginx:
             if proc.poll() is None:
-                proc.terminate()
+                proc.terminate()  # nginx's master stops its workers on SIGTERM
         for proc in self.nginx:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
         self.ctl.stop()
 
     # ------------------------------------------------------------------ clients

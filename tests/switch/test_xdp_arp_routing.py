@@ -54,6 +54,21 @@ def test_non_vip_traffic_is_routed(sw):
     assert sw.counter("synack") == 0
 
 
+def test_longest_prefix_wins(sw):
+    sw.set_route("192.0.2.0/24", 3, smac=SW_MAC, dmac="02:00:00:0a:00:24")
+    sw.set_route("192.0.2.128/25", 4, smac=SW_MAC, dmac="02:00:00:0a:00:25")
+    low = Ether(src=CMAC, dst=SW_MAC) / IP(src=CADDR, dst="192.0.2.1") / ICMP()
+    high = Ether(src=CMAC, dst=SW_MAC) / IP(src=CADDR, dst="192.0.2.200") / ICMP()
+    run_fixtures(sw.obj, [
+        PacketFixture("192.0.2.1 matches only the /24", low, XDP_REDIRECT,
+                      expected=bytes(Ether(src=SW_MAC, dst="02:00:00:0a:00:24") /
+                                     IP(bytes(low[IP])))),
+        PacketFixture("192.0.2.200 matches the /25 too: the longer prefix wins", high,
+                      XDP_REDIRECT, expected=bytes(Ether(src=SW_MAC, dst="02:00:00:0a:00:25") /
+                                                   IP(bytes(high[IP])))),
+    ], program="miresga_switch")
+
+
 def test_malformed_and_foreign_frames(sw):
     ipv6 = Ether(src=CMAC, dst=SW_MAC, type=0x86DD) / (b"\x60" + bytes(39))
     truncated = bytes(tcp(CADDR, 1, VIP, 80, "A", smac=CMAC))[:40]

@@ -4,6 +4,8 @@ splice mode, -> backend in pin mode."""
 from __future__ import annotations
 
 import pytest
+from scapy.layers.inet import IP, IPOption_NOP
+from scapy.layers.l2 import Ether
 from swtopo import BACKENDS, CLIENTS, FRONTENDS, SW_MAC, VIP, VPORT, client_port_for, rewritten, tcp
 
 from miresga_core.bpf.fixtures import PacketFixture, run_fixtures
@@ -40,6 +42,22 @@ def test_splice_mode(sw):
                                                             dmac=FRONTENDS[1][1])),
     ], program="miresga_switch")
     assert sw.counter("to_backend") == 1 and sw.counter("offload_hit") == 3
+
+
+def test_ip_options_are_carried_through_the_rewrite(sw):
+    port = client_port_for(CADDR, 0, sw.buckets())
+    _offload(sw, port, OffloadModeId.SPLICE)
+    base = tcp(CADDR, port, VIP, VPORT, "A", seq=2000, ack=9000, smac=CMAC)
+    ack = Ether(bytes(base[Ether].copy()))
+    ack[IP].options = [IPOption_NOP()] * 4  # IHL 6: the TCP header moves by 4 bytes
+    del ack[IP].ihl, ack[IP].len, ack[IP].chksum
+    ack = Ether(bytes(ack))
+    assert ack[IP].ihl == 6
+    run_fixtures(sw.obj, [
+        PacketFixture("pure ACK with IP options -> backend, options kept, checksums right",
+                      ack, XDP_REDIRECT, expected=rewritten(ack, smac=SW_MAC, dmac=BMAC,
+                                                            ip_dst=BADDR, dport=BPORT)),
+    ], program="miresga_switch")
 
 
 def test_pin_mode(sw):

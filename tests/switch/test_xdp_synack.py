@@ -82,3 +82,26 @@ def test_syn_ack_to_vip_is_dropped(sw):
     pkt = tcp(CADDR, 40003, VIP, VPORT, "SA", smac=CMAC)
     run_fixture(sw.obj, PacketFixture("SYN+ACK to a VIP is never valid", pkt, XDP_DROP),
                 program="miresga_switch")
+
+
+def test_syn_without_secret_is_dropped(sw):
+    sw.write("cookie_secret", [({"index": 0}, {"k0": 0, "k1": 0})])
+    syn = tcp(CADDR, 40004, VIP, VPORT, "S", options=[("MSS", 1460)], smac=CMAC)
+    run_fixture(sw.obj, PacketFixture("no cookie secret set: no forgeable SYN-ACK", syn,
+                                      XDP_DROP), program="miresga_switch")
+    assert sw.counter("syn_nosecret") == 1 and sw.counter("synack") == 0
+    with pytest.raises(ValueError, match="all-zero"):
+        sw.set_cookie_secret(bytes(8))
+
+
+def test_syn_with_ip_options_gets_plain_synack(sw):
+    from scapy.layers.inet import IPOption_NOP
+
+    syn = tcp(CADDR, 40005, VIP, VPORT, "S", seq=77, options=[("MSS", 1460)], smac=CMAC)
+    syn[IP].options = [IPOption_NOP()] * 4
+    syn = Ether(bytes(syn))
+    assert syn[IP].ihl == 6
+    wants = expected_synacks(40005, 77, 1460, None, False)
+    run = run_fixture(sw.obj, PacketFixture("SYN with IP options: SYN-ACK without them", syn,
+                                            XDP_TX), program="miresga_switch")
+    assert run.data in [w for _i, w in wants]

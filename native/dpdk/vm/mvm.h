@@ -19,7 +19,13 @@ struct mvm_insn {
 	uint32_t j;
 };
 
-struct mvm_bytes { const uint8_t *p; uint32_t len; };   /* a constant (points into blob) */
+struct mvm_bytes {                     /* a constant (points into blob) */
+	const uint8_t *p;
+	uint32_t len;
+	uint8_t *cls;                   /* CLASS_LEN-byte constants: the set as 256 bytes */
+	uint32_t nwords;                /* constants used by lookupi: the NUL-separated */
+	uint32_t *words;                /* names as (start, length) pairs */
+};
 struct mvm_table { uint32_t *v; uint32_t len; };        /* a data table (host order) */
 struct mvm_decision { uint16_t pool; uint8_t offload; };
 

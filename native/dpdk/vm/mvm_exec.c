@@ -4,18 +4,44 @@
  * loop ends (forward jumps + loop budget). What the input can influence is checked here:
  * slice bounds are clamped into the input, integer parsing reports overflow, arithmetic
  * wraps (done in uint64_t: no signed overflow). Semantics mirror vm.py line for line. */
-#define _GNU_SOURCE
 #include <string.h>
 
 #include "mvm.h"
 
 #define R(x) r[(x)]
-#define NEXT pc++; break
-#define JUMP_IF(cond) pc = (cond) ? in->j : pc + 1; break
+
+/* Dispatch: computed goto through a table generated from opcodes.py (MVM_FOREACH_OP) where
+ * the compiler has it, else the portable switch (build with -DMVM_NO_JUMPTABLE). Cases are
+ * written once with VMCASE and end in GO(next pc). */
+#if defined(__GNUC__) && !defined(MVM_NO_JUMPTABLE)
+#define MVM_USE_JUMPTABLE 1
+#define JT_ENTRY(n) &&L_##n,
+#define VMCASE(n) case MVM_OP_##n: L_##n:
+#define DISPATCH() do { in = &p->code[pc]; sb = &s[in->b]; goto *jt[in->op]; } while (0)
+#else
+#define VMCASE(n) case MVM_OP_##n:
+#define DISPATCH() continue
+#endif
+#define GO(newpc) { pc = (newpc); DISPATCH(); }
+#define NEXT GO(pc + 1)
+#define JUMP_IF(cond) GO((cond) ? in->j : pc + 1)
 
 static const uint8_t empty_input[1];
 
-static inline uint8_t lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+/* ASCII lower case as a table: no branch per byte in case-insensitive compares */
+static const uint8_t lower_tab[256] = {
+#define L1(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define L4(c) L1(c), L1(c + 1), L1(c + 2), L1(c + 3)
+#define L16(c) L4(c), L4(c + 4), L4(c + 8), L4(c + 12)
+#define L64(c) L16(c), L16(c + 16), L16(c + 32), L16(c + 48)
+	L64(0), L64(64), L64(128), L64(192)
+#undef L64
+#undef L16
+#undef L4
+#undef L1
+};
+
+static inline uint8_t lower(uint8_t c) { return lower_tab[c]; }
 
 static inline int64_t clamp(int64_t v, int64_t lo, int64_t hi)
 {
@@ -39,7 +65,43 @@ static uint32_t fnv1a(const uint8_t *p, int64_t n, int ci)
 	return h;
 }
 
-static inline int in_class(const uint8_t *cls, uint8_t c) { return cls[c >> 3] >> (c & 7) & 1; }
+/* cls: the 256-byte form of a class constant (mvm_load builds it) */
+static inline int in_class(const uint8_t *cls, uint8_t c) { return cls[c]; }
+
+static inline int same(const uint8_t *a, const uint8_t *b, uint32_t n)
+{
+	if (n > 16)
+		return memcmp(a, b, n) == 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+/* first occurrence of k (klen >= 1) in h: memchr for the first byte, then compare */
+static const uint8_t *find_bytes(const uint8_t *h, int64_t n, const uint8_t *k, uint32_t klen)
+{
+	const uint8_t *end = h + n, *at;
+
+	while (end - h >= (int64_t)klen && (at = memchr(h, k[0], (size_t)(end - h - klen + 1)))) {
+		if (same(at + 1, k + 1, klen - 1))
+			return at;
+		h = at + 1;
+	}
+	return NULL;
+}
+
+/* length of the longest prefix of q[0..n) in cls; 4 bytes a step while all match */
+static inline int64_t span(const uint8_t *cls, const uint8_t *q, int64_t n)
+{
+	int64_t i = 0;
+
+	while (i + 4 <= n && (cls[q[i]] & cls[q[i + 1]] & cls[q[i + 2]] & cls[q[i + 3]]))
+		i += 4;
+	while (i < n && in_class(cls, q[i]))
+		i++;
+	return i;
+}
 
 /* slice registers: offset and length into the input */
 struct sl { int64_t off, len; };
@@ -92,26 +154,32 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 	res->decision = -1;
 	res->out[MVM_F_BACKEND] = -1;
 
+	const struct mvm_insn *in;
+	const struct sl *sb;
+#ifdef MVM_USE_JUMPTABLE
+	static const void *const jt[MVM_OP__COUNT] = { MVM_FOREACH_OP(JT_ENTRY) };
+	DISPATCH();
+#endif
 	for (;;) {
-		const struct mvm_insn *in = &p->code[pc];
-		const struct sl *sb = &s[in->b];
+		in = &p->code[pc];
+		sb = &s[in->b];
 		switch (in->op) {
-		case MVM_OP_NOP: NEXT;
-		case MVM_OP_ROUTE:
+		VMCASE(NOP) NEXT;
+		VMCASE(ROUTE)
 			res->kind = MVM_ROUTE;
 			res->decision = in->imm;
 			return;
-		case MVM_OP_NEEDMORE:
+		VMCASE(NEEDMORE)
 			res->kind = MVM_NEEDMORE;
 			return;
-		case MVM_OP_REJECT:
+		VMCASE(REJECT)
 			res->kind = MVM_REJECT;
 			res->status = in->imm;
 			res->reason = p->consts[in->j].p;
 			res->reason_len = p->consts[in->j].len;
 			return;
-		case MVM_OP_JMP: pc = in->j; break;
-		case MVM_OP_LOOP:
+		VMCASE(JMP) GO(in->j);
+		VMCASE(LOOP)
 			if (budget == 0) {
 				static const char msg[] = "loop budget exhausted";
 				res->kind = MVM_ERROR;
@@ -120,81 +188,76 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 				return;
 			}
 			budget--;
-			pc = in->j;
-			break;
-		case MVM_OP_JEQ: JUMP_IF(R(in->a) == R(in->b));
-		case MVM_OP_JNE: JUMP_IF(R(in->a) != R(in->b));
-		case MVM_OP_JLT: JUMP_IF(R(in->a) < R(in->b));
-		case MVM_OP_JGE: JUMP_IF(R(in->a) >= R(in->b));
-		case MVM_OP_JEQI: JUMP_IF(R(in->a) == in->imm);
-		case MVM_OP_JNEI: JUMP_IF(R(in->a) != in->imm);
-		case MVM_OP_JLTI: JUMP_IF(R(in->a) < in->imm);
-		case MVM_OP_JGEI: JUMP_IF(R(in->a) >= in->imm);
-		case MVM_OP_MOVI: R(in->a) = in->imm; NEXT;
-		case MVM_OP_MOV: R(in->a) = R(in->b); NEXT;
-		case MVM_OP_ADDI: R(in->a) = (int64_t)((uint64_t)R(in->a) + (uint64_t)(int64_t)in->imm); NEXT;
-		case MVM_OP_ADD: R(in->a) = (int64_t)((uint64_t)R(in->a) + (uint64_t)R(in->b)); NEXT;
-		case MVM_OP_SUB: R(in->a) = (int64_t)((uint64_t)R(in->a) - (uint64_t)R(in->b)); NEXT;
-		case MVM_OP_ORI: R(in->a) |= in->imm; NEXT;
-		case MVM_OP_ANDI: R(in->a) &= in->imm; NEXT;
-		case MVM_OP_SLEN: R(in->a) = sb->len; NEXT;
-		case MVM_OP_SOFF: R(in->a) = sb->off; NEXT;
-		case MVM_OP_SMOV: s[in->a] = *sb; NEXT;
-		case MVM_OP_STAKE:
-		case MVM_OP_STAKEI: {
+			GO(in->j);
+		VMCASE(JEQ) JUMP_IF(R(in->a) == R(in->b));
+		VMCASE(JNE) JUMP_IF(R(in->a) != R(in->b));
+		VMCASE(JLT) JUMP_IF(R(in->a) < R(in->b));
+		VMCASE(JGE) JUMP_IF(R(in->a) >= R(in->b));
+		VMCASE(JEQI) JUMP_IF(R(in->a) == in->imm);
+		VMCASE(JNEI) JUMP_IF(R(in->a) != in->imm);
+		VMCASE(JLTI) JUMP_IF(R(in->a) < in->imm);
+		VMCASE(JGEI) JUMP_IF(R(in->a) >= in->imm);
+		VMCASE(MOVI) R(in->a) = in->imm; NEXT;
+		VMCASE(MOV) R(in->a) = R(in->b); NEXT;
+		VMCASE(ADDI) R(in->a) = (int64_t)((uint64_t)R(in->a) + (uint64_t)(int64_t)in->imm); NEXT;
+		VMCASE(ADD) R(in->a) = (int64_t)((uint64_t)R(in->a) + (uint64_t)R(in->b)); NEXT;
+		VMCASE(SUB) R(in->a) = (int64_t)((uint64_t)R(in->a) - (uint64_t)R(in->b)); NEXT;
+		VMCASE(ORI) R(in->a) |= in->imm; NEXT;
+		VMCASE(ANDI) R(in->a) &= in->imm; NEXT;
+		VMCASE(SLEN) R(in->a) = sb->len; NEXT;
+		VMCASE(SOFF) R(in->a) = sb->off; NEXT;
+		VMCASE(SMOV) s[in->a] = *sb; NEXT;
+		VMCASE(STAKE)
+		VMCASE(STAKEI) {
 			int64_t k = clamp(in->op == MVM_OP_STAKE ? R(in->c) : in->imm, 0, sb->len);
 			s[in->a] = (struct sl){ sb->off, k };
 			NEXT;
 		}
-		case MVM_OP_SDROP:
-		case MVM_OP_SDROPI: {
+		VMCASE(SDROP)
+		VMCASE(SDROPI) {
 			int64_t k = clamp(in->op == MVM_OP_SDROP ? R(in->c) : in->imm, 0, sb->len);
 			s[in->a] = (struct sl){ sb->off + k, sb->len - k };
 			NEXT;
 		}
-		case MVM_OP_SRANGE: {
+		VMCASE(SRANGE) {
 			int64_t lo = clamp(R(in->b), 0, n), hi = clamp(R(in->c), lo, n);
 			s[in->a] = (struct sl){ lo, hi - lo };
 			NEXT;
 		}
-		case MVM_OP_FIND: {
+		VMCASE(FIND) {
 			const struct mvm_bytes *k = &p->consts[in->imm];
 			const uint8_t *at = k->len == 0 ? buf + sb->off :
-				memmem(buf + sb->off, (size_t)sb->len, k->p, k->len);
+				find_bytes(buf + sb->off, sb->len, k->p, k->len);
 			R(in->a) = at ? at - (buf + sb->off) : -1;
 			NEXT;
 		}
-		case MVM_OP_FINDB: {
+		VMCASE(FINDB) {
 			const uint8_t *at = memchr(buf + sb->off, in->imm, (size_t)sb->len);
 			R(in->a) = at ? at - (buf + sb->off) : -1;
 			NEXT;
 		}
-		case MVM_OP_SPANC: {
-			const uint8_t *cls = p->consts[in->imm].p, *q = buf + sb->off;
-			int64_t i = 0;
-			while (i < sb->len && in_class(cls, q[i]))
-				i++;
-			R(in->a) = i;
+		VMCASE(SPANC) {
+			R(in->a) = span(p->consts[in->imm].cls, buf + sb->off, sb->len);
 			NEXT;
 		}
-		case MVM_OP_RSPANC: {
-			const uint8_t *cls = p->consts[in->imm].p, *q = buf + sb->off;
+		VMCASE(RSPANC) {
+			const uint8_t *cls = p->consts[in->imm].cls, *q = buf + sb->off;
 			int64_t i = 0;
 			while (i < sb->len && in_class(cls, q[sb->len - 1 - i]))
 				i++;
 			R(in->a) = i;
 			NEXT;
 		}
-		case MVM_OP_BYTEI: R(in->a) = in->imm < sb->len ? buf[sb->off + in->imm] : -1; NEXT;
-		case MVM_OP_BYTE: {
+		VMCASE(BYTEI) R(in->a) = in->imm < sb->len ? buf[sb->off + in->imm] : -1; NEXT;
+		VMCASE(BYTE) {
 			int64_t k = R(in->c);
 			R(in->a) = k >= 0 && k < sb->len ? buf[sb->off + k] : -1;
 			NEXT;
 		}
-		case MVM_OP_JSEQ:
-		case MVM_OP_JSEQI:
-		case MVM_OP_JSPRE:
-		case MVM_OP_JSPREI: {
+		VMCASE(JSEQ)
+		VMCASE(JSEQI)
+		VMCASE(JSPRE)
+		VMCASE(JSPREI) {
 			const struct sl *sa = &s[in->a];
 			const struct mvm_bytes *k = &p->consts[in->imm];
 			int prefix = in->op == MVM_OP_JSPRE || in->op == MVM_OP_JSPREI;
@@ -202,15 +265,15 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 			int ok = prefix ? sa->len >= k->len : sa->len == k->len;
 			if (ok && k->len)
 				ok = ci ? eq_ci(buf + sa->off, k->p, k->len) :
-					  memcmp(buf + sa->off, k->p, k->len) == 0;
+					  same(buf + sa->off, k->p, k->len);
 			JUMP_IF(ok);
 		}
-		case MVM_OP_JSSEQ: {
+		VMCASE(JSSEQ) {
 			const struct sl *sa = &s[in->a];
 			JUMP_IF(sa->len == sb->len &&
-				(sa->len == 0 || memcmp(buf + sa->off, buf + sb->off, (size_t)sa->len) == 0));
+				same(buf + sa->off, buf + sb->off, (uint32_t)sa->len));
 		}
-		case MVM_OP_PARSEU: {
+		VMCASE(PARSEU) {
 			const uint8_t *q = buf + sb->off;
 			int64_t v = 0;
 			int ok = sb->len > 0;
@@ -221,27 +284,64 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 				else
 					v = v * 10 + d;
 			}
-			if (!ok) {
-				pc = in->j;
-				break;
-			}
+			if (!ok)
+				GO(in->j);
 			R(in->a) = v;
 			NEXT;
 		}
-		case MVM_OP_HASH: R(in->a) = fnv1a(buf + sb->off, sb->len, 0); NEXT;
-		case MVM_OP_HASHI: R(in->a) = fnv1a(buf + sb->off, sb->len, 1); NEXT;
-		case MVM_OP_TLOOK: {
+		VMCASE(HASH) R(in->a) = fnv1a(buf + sb->off, sb->len, 0); NEXT;
+		VMCASE(HASHI) R(in->a) = fnv1a(buf + sb->off, sb->len, 1); NEXT;
+		VMCASE(TLOOK) {
 			const struct mvm_table *t = &p->tables[in->imm];
 			R(in->a) = t->v[(uint64_t)R(in->b) % t->len];
 			NEXT;
 		}
-		case MVM_OP_TLEN: R(in->a) = p->tables[in->imm].len; NEXT;
-		case MVM_OP_SETF: res->out[in->a] = R(in->b); NEXT;
-		case MVM_OP_CALL:
+		VMCASE(TLEN) R(in->a) = p->tables[in->imm].len; NEXT;
+		VMCASE(SETF) res->out[in->a] = R(in->b); NEXT;
+		VMCASE(CALL)
 			/* the verifier admits only known helper ids */
 			if (in->imm == MVM_HELPER_HDR_FIND)
 				hdr_find(p, buf, r, s);
 			NEXT;
+		VMCASE(SLINE) {
+			struct sl *sa = &s[in->a], *sr = &s[in->b];
+			const uint8_t *q = buf + sr->off;
+			const uint8_t *nl = memchr(q, '\n', (size_t)sr->len);
+			if (!nl)
+				GO(in->j);
+			int64_t lf = nl - q, n = lf > 0 && q[lf - 1] == '\r' ? lf - 1 : lf;
+			int64_t off = sr->off;
+			*sr = (struct sl){ off + lf + 1, sr->len - lf - 1 };
+			*sa = (struct sl){ off, n };
+			NEXT;
+		}
+		VMCASE(STRIM) {
+			struct sl *sa = &s[in->a];
+			const uint8_t *cls = p->consts[in->imm].cls, *q = buf + sa->off;
+			int64_t lo = span(cls, q, sa->len), hi = sa->len;
+			while (hi > lo && in_class(cls, q[hi - 1]))
+				hi--;
+			*sa = (struct sl){ sa->off + lo, hi - lo };
+			NEXT;
+		}
+		VMCASE(LOOKUPI) {
+			const struct mvm_bytes *k = &p->consts[in->imm];
+			const uint8_t *q = buf + sb->off;
+			int64_t found = -1;
+			for (uint32_t w = 0; w < k->nwords; w++) {
+				if (k->words[2 * w + 1] == sb->len &&
+				    eq_ci(q, k->p + k->words[2 * w], k->words[2 * w + 1])) {
+					found = w;
+					break;
+				}
+			}
+			R(in->a) = found;
+			NEXT;
+		}
+		VMCASE(JNALL) {
+			const struct sl *sa = &s[in->a];
+			JUMP_IF(span(p->consts[in->imm].cls, buf + sa->off, sa->len) != sa->len);
+		}
 		default:
 			/* unreachable for a verified program; refuse rather than guess */
 			res->kind = MVM_ERROR;

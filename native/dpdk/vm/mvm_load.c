@@ -57,6 +57,9 @@ void mvm_free(struct mvm_prog *p)
 	if (p->tables)
 		for (uint32_t i = 0; i < p->n_tables; i++)
 			free(p->tables[i].v);
+	if (p->consts)
+		for (uint32_t i = 0; i < p->n_consts; i++)
+			free(p->consts[i].cls), free(p->consts[i].words);
 	free(p->code);
 	free(p->consts);
 	free(p->tables);
@@ -92,7 +95,14 @@ static int load_data(struct mvm_prog *p, struct rd *rp, char *err, size_t errlen
 		if (n > MVM_MAX_CONST_LEN)
 			return fail(err, errlen, "const %u too long (%u > %u)", i, n, MVM_MAX_CONST_LEN);
 		TAKE(b, n, "consts");
-		p->consts[i] = (struct mvm_bytes){ b, n };
+		p->consts[i] = (struct mvm_bytes){ b, n, NULL, 0, NULL };
+		if (n == MVM_CLASS_LEN) {  /* byte lookups are faster than bit tests in scans */
+			p->consts[i].cls = malloc(256);
+			if (!p->consts[i].cls)
+				return fail(err, errlen, "out of memory");
+			for (int c = 0; c < 256; c++)
+				p->consts[i].cls[c] = b[c >> 3] >> (c & 7) & 1;
+		}
 	}
 	for (uint32_t i = 0; i < p->n_tables; i++) {
 		TAKE(b, 4, "tables");
@@ -131,6 +141,34 @@ static int load_data(struct mvm_prog *p, struct rd *rp, char *err, size_t errlen
 	return 0;
 bad:
 	return -1;
+}
+
+/* lookupi compares against the names of a NUL-separated constant: split them once */
+static int split_words(struct mvm_prog *p, char *err, size_t errlen)
+{
+	for (uint32_t pc = 0; pc < p->n_insns; pc++) {
+		if (p->code[pc].op != MVM_OP_LOOKUPI)
+			continue;
+		struct mvm_bytes *k = &p->consts[p->code[pc].imm];
+		if (k->words)
+			continue;
+		uint32_t n = 1, w = 0, start = 0;
+		for (uint32_t i = 0; i < k->len; i++)
+			n += k->p[i] == 0;
+		k->words = malloc(sizeof(uint32_t) * 2 * n);
+		if (!k->words)
+			return fail(err, errlen, "out of memory");
+		for (uint32_t i = 0; i <= k->len; i++) {
+			if (i < k->len && k->p[i] != 0)
+				continue;
+			k->words[2 * w] = start;
+			k->words[2 * w + 1] = i - start;
+			w++;
+			start = i + 1;
+		}
+		k->nwords = n;
+	}
+	return 0;
 }
 
 int mvm_load(const uint8_t *buf, size_t len, struct mvm_prog **out, char *err, size_t errlen)
@@ -200,7 +238,7 @@ int mvm_load(const uint8_t *buf, size_t len, struct mvm_prog **out, char *err, s
 		fail(err, errlen, "%zu trailing bytes after program", r.len - r.pos);
 		goto bad;
 	}
-	if (mvm_validate(p, err, errlen) < 0)
+	if (mvm_validate(p, err, errlen) < 0 || split_words(p, err, errlen) < 0)
 		goto bad;
 	*out = p;
 	return 0;

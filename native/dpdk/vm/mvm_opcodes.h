@@ -88,8 +88,66 @@ enum mvm_op {
 	MVM_OP_TLEN = 44,    /* ra = len(table imm) */
 	MVM_OP_SETF = 45,    /* result field a = rb */
 	MVM_OP_CALL = 46,    /* call native helper imm (args and results: see HELPERS) */
-	MVM_OP__COUNT = 47
+	MVM_OP_SLINE = 47,    /* if sb has no LF: pc = j; else sa = sb up to the LF without one CR before it, sb = after the LF */
+	MVM_OP_STRIM = 48,    /* sa = sa without leading and trailing bytes of class imm */
+	MVM_OP_LOOKUPI = 49,    /* ra = position of sb in const imm (names separated by NUL) ignoring ASCII case, or -1 */
+	MVM_OP_JNALL = 50,    /* if some byte of sa is outside class imm: pc = j */
+	MVM_OP__COUNT = 51
 };
+
+/* X-macro over the opcodes in number order (builds the exec jump table) */
+#define MVM_FOREACH_OP(X) \
+	X(NOP) \
+	X(ROUTE) \
+	X(NEEDMORE) \
+	X(REJECT) \
+	X(JMP) \
+	X(LOOP) \
+	X(JEQ) \
+	X(JNE) \
+	X(JLT) \
+	X(JGE) \
+	X(JEQI) \
+	X(JNEI) \
+	X(JLTI) \
+	X(JGEI) \
+	X(MOVI) \
+	X(MOV) \
+	X(ADDI) \
+	X(ADD) \
+	X(SUB) \
+	X(ORI) \
+	X(ANDI) \
+	X(SLEN) \
+	X(SOFF) \
+	X(SMOV) \
+	X(STAKE) \
+	X(SDROP) \
+	X(STAKEI) \
+	X(SDROPI) \
+	X(SRANGE) \
+	X(FIND) \
+	X(FINDB) \
+	X(SPANC) \
+	X(RSPANC) \
+	X(BYTEI) \
+	X(BYTE) \
+	X(JSEQ) \
+	X(JSEQI) \
+	X(JSPRE) \
+	X(JSPREI) \
+	X(JSSEQ) \
+	X(PARSEU) \
+	X(HASH) \
+	X(HASHI) \
+	X(TLOOK) \
+	X(TLEN) \
+	X(SETF) \
+	X(CALL) \
+	X(SLINE) \
+	X(STRIM) \
+	X(LOOKUPI) \
+	X(JNALL) \
 
 /* result fields (setf) */
 enum mvm_field {
@@ -175,6 +233,10 @@ static const struct mvm_opinfo mvm_ops[MVM_OP__COUNT] = {
 	[MVM_OP_TLEN] = {"tlen", {{MVM_K_IREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_TABLE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_SETF] = {"setf", {{MVM_K_FIELD, 0, 0}, {MVM_K_IREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
 	[MVM_OP_CALL] = {"call", {{MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_HELPER, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
+	[MVM_OP_SLINE] = {"sline", {{MVM_K_SREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
+	[MVM_OP_STRIM] = {"strim", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CLASS, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
+	[MVM_OP_LOOKUPI] = {"lookupi", {{MVM_K_IREG, 0, 0}, {MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CONST, 0, 0}, {MVM_K_NONE, 0, 0}}, 0},
+	[MVM_OP_JNALL] = {"jnall", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CLASS, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 };
 
 #define MVM_NHELPERS 1

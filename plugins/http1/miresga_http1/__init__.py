@@ -37,6 +37,9 @@ class Http1Parser(ParserPlugin):
     def parse_head(self, data: bytes) -> RequestHead | NeedMore | Reject:
         return prototype.parse_head(data, self.max_head)
 
+    def head_from_outcome(self, data: bytes, outcome: Any) -> RequestHead:
+        return prototype.head_from_outcome(data, outcome)
+
     def compile(self, b: Any, fields: Sequence[str]) -> Any:
         from .compiled import compile_http1
         return compile_http1(b, fields, self.max_head)

@@ -61,28 +61,12 @@ class _Http1:
     # -- small pieces
     def strip(self, s: object, cls: ByteClass) -> None:
         """s = s without leading and trailing bytes of cls."""
-        b, t1, t2 = self.b, self.t1, self.t2
-        b.spanc(t1, s, cls)
-        b.sdrop(s, s, t1)
-        b.rspanc(t1, s, cls)
-        b.slen(t2, s)
-        b.sub(t2, t1)
-        b.stake(s, s, t2)
+        self.b.strim(s, cls)
 
     def next_line(self) -> None:
-        """line = rest up to LF (one CR before it dropped); rest = after the LF."""
-        b, t1, t2 = self.b, self.t1, self.t2
-        b.findb(t1, self.rest, 10)
-        b.stake(self.line, self.rest, t1)
-        b.addi(t1, 1)
-        b.sdrop(self.rest, self.rest, t1)
-        b.slen(t2, self.line)
-        b.addi(t2, -1)
-        b.byte(t1, self.line, t2)
-        no_cr = b.label()
-        b.jnei(t1, 13, no_cr)
-        b.stake(self.line, self.line, t2)
-        b.place(no_cr)
+        """line = rest up to LF (one CR before it dropped); rest = after the LF. The head
+        ends with a blank line, so an LF is always there."""
+        self.b.sline(self.line, self.rest, self.bad)
 
     def first(self, s: object, then_store: object) -> None:
         """if slice s was never set (offset 0): s = then_store."""
@@ -189,45 +173,56 @@ class _Http1:
         b.movi(self.sem, 0)
         top = b.here("header-line")
         self.next_line()
-        end = b.label("end-of-head")
-        b.slen(t1, self.line)
-        b.jeqi(t1, 0, end)
-        b.bytei(t1, self.line, 0)
-        b.jeqi(t1, 32, self.bad)  # obs-fold
-        b.jeqi(t1, 9, self.bad)
+        end, empty_or_bad = b.label("end-of-head"), b.label("empty-or-bad")
+        # a name is 1*tchar: this also refuses obs-fold (a line starting with SP/HTAB)
         b.spanc(t1, self.line, TCHAR)
-        b.jeqi(t1, 0, self.bad)
+        b.jeqi(t1, 0, empty_or_bad)
         b.byte(t2, self.line, t1)
         b.jnei(t2, ord(":"), self.bad)
         b.stake(self.name, self.line, t1)
         b.addi(t1, 1)
         b.sdrop(self.value, self.line, t1)
-        b.spanc(t1, self.value, VALUE)
-        b.slen(t2, self.value)
-        b.jne(t1, t2, self.bad)
+        b.jnall(self.value, VALUE, self.bad)
         self.strip(self.value, OWS)
         nxt = b.label("next-line")
-        for name, reg in wanted.items():
-            hit, miss = b.label(), b.label()
-            b.jseqi(self.name, name.encode("latin-1"), hit)
-            b.jmp(miss)
-            b.place(hit)
-            self.first(reg, self.value)
-            b.place(miss)
-        handlers = (("host", self.on_host), ("content-length", self.on_content_length),
-                    ("transfer-encoding", self.on_transfer_encoding),
-                    ("connection", self.on_connection), ("upgrade", self.on_upgrade),
-                    ("expect", self.on_expect))
-        for name, handler in handlers:
-            hit, other = b.label(), b.label()
-            b.jseqi(self.name, name.encode(), hit)
-            b.jmp(other)
-            b.place(hit)
-            handler(nxt)
+        # name dispatch: one lookupi over all names; the handlers sit out of line. A
+        # wanted name that is not a token never matches a valid line: left out.
+        Handler = Callable[[object], None] | None
+        blocks: list[tuple[str, object, Handler]] = [
+            (name, reg, None) for name, reg in wanted.items()]
+        blocks += [(name, None, handler) for name, handler in (
+            ("host", self.on_host), ("content-length", self.on_content_length),
+            ("transfer-encoding", self.on_transfer_encoding),
+            ("connection", self.on_connection), ("upgrade", self.on_upgrade),
+            ("expect", self.on_expect))]
+        names: list[str] = []
+        for name, _, _ in blocks:
+            if name not in names and all(c in TCHAR.members for c in name.encode("latin-1")):
+                names.append(name)
+        labels = {name: b.label(name) for name in names}  # names is never empty
+        b.lookupi(t1, self.name, "\0".join(names).encode("latin-1"))
+        b.jlti(t1, 0, nxt)
+        for i, name in enumerate(names[:-1]):
+            b.jeqi(t1, i, labels[name])
+        b.jmp(labels[names[-1]])
+        for name, reg, handler in blocks:
+            if (reg is None and name in wanted) or name not in labels:
+                continue  # runs from the wanted header's block, or can never match
+            b.place(labels[name])
+            if reg is not None:
+                self.first(reg, self.value)
+                # a wanted header may also be one the parser itself looks at
+                for other, _, h in blocks:
+                    if other == name and h is not None:
+                        h(nxt)
+            elif handler is not None:
+                handler(nxt)
             b.jmp(nxt)
-            b.place(other)
         b.place(nxt)
         b.loop_to(top, self.max_head // 2 + 2)
+        b.place(empty_or_bad)
+        b.slen(t1, self.line)
+        b.jnei(t1, 0, self.bad)
         b.place(end)
 
     def on_host(self, nxt: object) -> None:

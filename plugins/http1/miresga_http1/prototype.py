@@ -10,14 +10,16 @@ results, never an exception.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import h11
 
 from miresga_core import BodyFraming, NeedMore, Reject, RequestHead
 
+from .compiled import FLAG_EXPECT, FLAG_KEEP_ALIVE, FLAG_UPGRADE
 from .framing import find_head_end
 
-__all__ = ["parse_head"]
+__all__ = ["head_from_outcome", "parse_head"]
 
 _OBS_FOLD = re.compile(rb"\n[ \t]")
 _INT64_MAX = (1 << 63) - 1
@@ -84,6 +86,32 @@ def _to_head(event: h11.Request, head_length: int) -> RequestHead | Reject:
         keep_alive=keep_alive, upgrade=upgrade,
         expect_continue=get.get("expect", "").lower() == "100-continue",
     )
+
+
+_HEADER = re.compile(rb"\n([^:\r\n]+):[ \t]*([^\r\n]*?)[ \t]*\r?(?=\n)")
+_FRAMINGS = (BodyFraming.NONE, BodyFraming.LENGTH, BodyFraming.CHUNKED)
+
+
+def head_from_outcome(data: bytes, out: Any) -> RequestHead:
+    """RequestHead from the compiled program's outcome (see ParserPlugin.head_from_outcome):
+    the program validated the head, so the request line and headers are only sliced."""
+    head = data[: out.head_len]
+    line_end = head.find(b"\n")
+    method, _, rest = head[:line_end].partition(b" ")
+    target = rest.rpartition(b" ")[0].decode("latin-1")
+    headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+                    for k, v in _HEADER.findall(head, line_end))
+    first = dict(reversed(headers))
+    path, _, query = _split_target(target)
+    flags = out.flags
+    return RequestHead(
+        method=method.decode("latin-1"), target=target, path=path, query=query,
+        host=_host(first.get("host", ""), target), headers=headers,
+        version=rest.rpartition(b"HTTP/")[2].strip().decode("latin-1"),
+        head_length=out.head_len, framing=_FRAMINGS[out.framing],
+        content_length=out.content_length, keep_alive=bool(flags & FLAG_KEEP_ALIVE),
+        upgrade=first.get("upgrade", "") if flags & FLAG_UPGRADE else "",
+        expect_continue=bool(flags & FLAG_EXPECT))
 
 
 def _split_target(target: str) -> tuple[str, str, str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from miresga_core import BodyFraming, NeedMore, OffloadMode, Reject, RequestHead
+from miresga_core.decide import Decided
 from miresga_core.routing import RouteResult
 from miresga_core.session import (
     Action,
@@ -204,7 +205,16 @@ class Http1Session:
     def _next_request(self, now: float) -> list[Action]:
         if not self.buf:
             return [Timer("idle", self.timeouts.idle)]
-        result = self.ctx.parse(bytes(self.buf))
+        route: RouteResult | None = None
+        result: RequestHead | NeedMore | Reject
+        if self.ctx.decide is not None:
+            decided = self.ctx.decide(bytes(self.buf), self.ctx.client, now)
+            if type(decided) is Decided:
+                result, route = decided.head, decided.route
+            else:
+                result = decided
+        else:
+            result = self.ctx.parse(bytes(self.buf))
         if isinstance(result, NeedMore):
             if not self.head_timer:
                 self.head_timer = True
@@ -215,7 +225,7 @@ class Http1Session:
         self.head_timer = False
         self.head = result
         self.exclude.clear()
-        return [Timer("head", 0), Timer("idle", 0)] + self._dispatch(result, now)
+        return [Timer("head", 0), Timer("idle", 0)] + self._dispatch(result, now, route)
 
     def _dispatch(self, head: RequestHead, now: float,
                   result: RouteResult | None = None) -> list[Action]:

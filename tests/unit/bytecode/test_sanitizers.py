@@ -61,3 +61,35 @@ def test_malformed_programs_are_refused_cleanly(mvm_run_asan: Path, tmp_path: Pa
             assert status == expect
             tried += 1
     assert tried > 100
+
+
+HTTP_SEEDS = [
+    b"GET /api/x?y=1 HTTP/1.1\r\nHost: a.example:80\r\nX-User: bob\r\nConnection: keep-alive, "
+    b"Upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: b\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET http://[::1]:8/x HTTP/1.0\nConnection: \xa0keep-alive\n\n",
+]
+
+
+def test_http1_program_under_sanitizers(mvm_run_asan: Path, tmp_path: Path) -> None:
+    """The compiled http1 parser (the largest real program) on truncated, mutated and
+    random requests; the sanitized C VM must agree with the Python VM on every one."""
+    from miresga_http1 import Http1Parser
+
+    from miresga_core.bytecode.vm import PyVM, format_outcome
+    from miresga_core.testing import compile_parser
+
+    program = compile_parser(Http1Parser(max_head=512),
+                             [("api", [("path", "prefix", ["/api/"], False)]),
+                              ("user", [("header:x-user", "exact", ["bob"], False)]),
+                              ("host", [("host", "exact", ["a.example"], True)])])
+    rng = random.Random(7)
+    inputs = _inputs(rng, HTTP_SEEDS)
+    inputs += [s[:n] for s in HTTP_SEEDS for n in range(len(s))]
+    inputs += [b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: " + b"v" * 600 + b"\r\n\r\n"]
+    cases = [(d, ()) for d in inputs]
+    status, lines = run_mvm(mvm_run_asan, program.to_bytes(), cases, tmp_path)
+    py = PyVM(program)
+    assert status == "ok"
+    assert lines == [format_outcome(py.run(d)) for d in inputs]

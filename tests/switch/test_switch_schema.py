@@ -62,7 +62,7 @@ def test_flow_hashes_are_standard_crcs():
 
 
 def test_rebalance_keeps_buckets_of_remaining_members():
-    from miresga_core.dataplane.xdp import rebalance
+    from miresga_core.dataplane.driver import rebalance
 
     two = rebalance(None, [0, 1])
     assert sorted(set(two)) == [0, 1] and two.count(0) == two.count(1)

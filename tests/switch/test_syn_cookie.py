@@ -82,7 +82,7 @@ def test_validate_rejects_other_tuple_and_flipped_bits():
 
 def test_rotation_keeps_previous_secret_valid_then_drops_it():
     ck = c.encode(KEY, *ARGS, 1000, 0, None, False)
-    s1 = c.CookieSecrets(KEY).rotate(bytes(8))
+    s1 = c.CookieSecrets(KEY).rotate(bytes([9] * 8))
     info = c.validate(s1, ck, *ARGS, now_slot=1000)
     assert info is not None and info.previous_secret and info.wscale is None
     s2 = s1.rotate(bytes([1] * 8))
