@@ -61,6 +61,8 @@ def _lib(asan: bool) -> ctypes.CDLL:
         for f in ("mfe_nconns", "mfe_nlegs"):
             getattr(lib, f).argtypes = [ctypes.c_void_p]
             getattr(lib, f).restype = ctypes.c_uint32
+        lib.mfe_oldest_ns.argtypes = [ctypes.c_void_p]
+        lib.mfe_oldest_ns.restype = _c_i64
         lib.mfe_oom.argtypes = [ctypes.c_void_p]
         lib.mfe_oom.restype = ctypes.c_uint64
         _LIBS[asan] = lib
@@ -153,6 +155,10 @@ class CFrontend:
 
     def next_deadline(self) -> int | None:
         t = self.lib.mfe_next_deadline(self.h)
+        return None if t == -(1 << 63) else int(t)
+
+    def oldest_ns(self) -> int | None:
+        t = self.lib.mfe_oldest_ns(self.h)
         return None if t == -(1 << 63) else int(t)
 
     @property

@@ -58,7 +58,7 @@ def test_replay_is_not_vacuous(registry):
     assert trace.replay(cf, events)
 
 
-def test_next_deadline_matches(registry):
+def test_next_deadline_and_oldest_match(registry):
     w = tracegen.World(registry, 7)
     cf = cfront(registry)
     for _ in range(400):
@@ -70,6 +70,7 @@ def test_next_deadline_matches(registry):
             else:
                 cf.receive(bytes.fromhex(e["in"]), e["t"])
         assert cf.next_deadline() == w.rec.fe.next_deadline()
+        assert cf.oldest_ns() == w.rec.fe.oldest_ns()
 
 
 def test_bad_program_is_refused_clearly(registry):
@@ -97,3 +98,21 @@ def test_traces_run_clean_under_asan():
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "identical" in r.stdout
+
+
+@pytest.mark.parametrize("name", ["keepalive-switch", "retransmissions", "session"])
+def test_committed_reference_traces_replay(registry, name):
+    """The frontend's committed traces (recorded with the prototype decider; every pool
+    there has one backend, so the compiled policy picks the same one)."""
+    import fe_world
+
+    from miresga_core.config import parse_config
+    from miresga_core.dpdk.decider import ProgramDecider
+    from miresga_core.frontend import FrontendConfig, VipParams
+
+    events = trace.loads((ROOT / "tests/vectors/frontend" / f"{name}.jsonl").read_text())
+    d = ProgramDecider.from_config(parse_config(fe_world.CONFIG, registry), "web", registry)
+    fc = FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (fe_world.AGENT_KEY, None))
+    cf = CFrontend(fc, {VIP: d}, cookie.CookieSecrets(COOKIE_KEY))
+    assert sum(len(e["out"]) for e in events) > 3
+    assert trace.replay(cf, events) == []

@@ -160,6 +160,10 @@ class World:
     def new_client(self) -> None:
         self.nport += 1
         addr = Address(f"10.0.1.{self.rng.randrange(2, 250)}", self.nport)
+        if self.clients and self.rng.random() < 0.15:
+            old = self.rng.choice(self.clients)  # the client reuses a port: a new incarnation
+            self.clients.remove(old)
+            addr = old.addr
         mss = self.rng.choice((None, 536, 1300, 1460, 9000))
         ws = self.rng.choice((None, 0, 7, 14))
         isn = self.rng.randrange(1 << 32)

@@ -38,8 +38,9 @@ enum fe_counter {
 	FE_C_EXPIRED = 30,
 	FE_C_HEAD_TOO_BIG = 31,
 	FE_C_NO_REQUEST_FIN = 32,
-	FE_C_TX = 33,
-	FE_NCOUNTERS = 34
+	FE_C_REINCARNATED = 33,
+	FE_C_TX = 34,
+	FE_NCOUNTERS = 35
 };
 
 static const char *const fe_counter_names[FE_NCOUNTERS] = {
@@ -76,6 +77,7 @@ static const char *const fe_counter_names[FE_NCOUNTERS] = {
 	"expired",
 	"head_too_big",
 	"no_request_fin",
+	"reincarnated",
 	"tx",
 };
 

@@ -51,9 +51,9 @@ struct fe_conn {
 	uint16_t cport;
 	struct fe_vip *vip;
 	struct fe_cookie_info info;
-	uint32_t isn, next_seq, ack, dispatch_ack;
+	uint32_t isn, next_seq, ack, dispatch_ack, first_seq;
 	uint16_t window;
-	int64_t last_ns, remaining, closed_ns, requests;
+	int64_t last_ns, remaining, closed_ns, requests, created_ns;
 	struct fe_buf pending;
 	struct fe_leg leg;
 	uint8_t has_leg, has_dispatch_ack, client_fin, backend_fin, offloaded, alive, has_closed;
@@ -652,6 +652,8 @@ static struct fe_conn *accept_conn(struct mfe *m, const struct fe_seg *seg, uint
 	c->ack = seg->ack;
 	c->window = seg->window;
 	c->last_ns = now;
+	c->created_ns = now;
+	c->first_seq = seg->seq;
 	c->alive = 1;
 	c->prev = m->tail;
 	if (m->tail) m->tail->next = c; else m->head = c;
@@ -715,6 +717,30 @@ static void client_rst(struct mfe *m, struct fe_conn *c, const struct fe_seg *se
 	drop(m, c);
 }
 
+#define REORDER_WINDOW (1 << 20) /* client bytes ahead of next_seq still taken as reordering */
+
+/* Whether an out-of-place ACK opens a new connection on the same client port (the
+ * reference's _new_incarnation: our state was in its grace period, or idle). */
+static int new_incarnation(struct mfe *m, const struct fe_conn *c, const struct fe_seg *seg,
+			   int64_t now)
+{
+	struct fe_cookie_info info;
+	int32_t ahead = fe_seq_diff(seg->seq, c->next_seq);
+	uint32_t isn = seg->ack - 1;
+
+	if ((seg->flags & (FE_SYN | FE_RST)) || !(seg->flags & FE_ACK))
+		return 0;
+	if (fe_seq_diff(seg->seq, c->first_seq) >= 0 && ahead <= 0)
+		return 0; /* a duplicate of the old stream */
+	if (ahead > 0 && ahead <= REORDER_WINDOW)
+		return 0; /* out of order in the old stream */
+	if (isn == c->isn)
+		return c->client_fin;
+	return fe_cookie_validate(m->ck_cur, m->has_prev ? m->ck_prev : NULL, isn, c->cip, c->cport,
+				  c->vip->ip, c->vip->port, (uint64_t)(now >> COOKIE_SLOT_SHIFT),
+				  &info);
+}
+
 static void client_seg(struct mfe *m, const struct fe_seg *seg, uint32_t cip, uint16_t cport,
 		       struct fe_vip *vip, int64_t now)
 {
@@ -722,6 +748,14 @@ static void client_seg(struct mfe *m, const struct fe_seg *seg, uint32_t cip, ui
 	struct fe_conn *c = e ? e->ptr : NULL;
 	int32_t d;
 
+	if (c && seg->seq != c->next_seq && new_incarnation(m, c, seg, now)) {
+		/* the client reused the port: the old connection is over */
+		m->c[FE_C_REINCARNATED]++;
+		if (c->has_leg)
+			close_leg(m, c, now);
+		drop(m, c);
+		c = NULL;
+	}
 	if (!c) {
 		c = accept_conn(m, seg, cip, cport, vip, now);
 		if (!c)
@@ -966,5 +1000,7 @@ uint64_t mfe_counter(const struct mfe *m, int idx)
 }
 
 uint32_t mfe_nconns(const struct mfe *m) { return m->conns.n; }
+/* connections are listed in acceptance order: the head is the oldest */
+int64_t mfe_oldest_ns(const struct mfe *m) { return m->head ? m->head->created_ns : INT64_MIN; }
 uint32_t mfe_nlegs(const struct mfe *m) { return m->legs.n; }
 uint64_t mfe_oom(const struct mfe *m) { return m->oom; }

@@ -52,6 +52,8 @@ const uint8_t *mfe_out(const struct mfe *m, size_t *len);
 int64_t mfe_next_deadline(const struct mfe *m);
 uint64_t mfe_counter(const struct mfe *m, int idx);
 uint32_t mfe_nconns(const struct mfe *m);
+/* When the oldest live connection was accepted, or INT64_MIN when there is none. */
+int64_t mfe_oldest_ns(const struct mfe *m);
 uint32_t mfe_nlegs(const struct mfe *m);
 /* out of memory seen (a packet was dropped instead of handled) */
 uint64_t mfe_oom(const struct mfe *m);

@@ -94,15 +94,17 @@ static void write_stats(void)
 	f = fopen(tmp, "w");
 	if (!f)
 		return;
-	fprintf(f, "{\"shards\": [");
+	fprintf(f, "{\"written_ns\": %ld, \"shards\": [", (long)now_ns());
 	for (unsigned i = 0; i < nshards; i++) {
 		struct fe_shard *s = shards[i];
 
 		fprintf(f, "%s{\"io\": {\"rx\": %lu, \"rx_other\": %lu, \"tx\": %lu, \"tx_drop\": %lu,"
 			" \"tx_nombuf\": %lu, \"offload_msgs\": %lu, \"offload_drop\": %lu,"
-			" \"oversize\": %lu}, \"conns\": %u, \"legs\": %u, \"machine\": {",
+			" \"oversize\": %lu}, \"conns\": %u, \"legs\": %u, \"oldest_ns\": %ld,"
+			" \"machine\": {",
 			i ? ", " : "", s->rx, s->rx_other, s->tx_pkts, s->tx_drop, s->tx_nombuf,
-			s->offl_msgs, s->offl_drop, s->oversize, mfe_nconns(s->m), mfe_nlegs(s->m));
+			s->offl_msgs, s->offl_drop, s->oversize, mfe_nconns(s->m), mfe_nlegs(s->m),
+			(long)(mfe_nconns(s->m) ? mfe_oldest_ns(s->m) : 0));
 		for (int c = 0; c < FE_NCOUNTERS; c++)
 			fprintf(f, "%s\"%s\": %lu", c ? ", " : "", fe_counter_names[c],
 				mfe_counter(s->m, c));
