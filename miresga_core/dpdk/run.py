@@ -108,6 +108,7 @@ def serve(fe: FeProcess, switch: Any, applier: Any, stats_file: Path | None,
             last_secret = now
         if now - last_stats >= 0.5:
             fe.control("stats")
+            time.sleep(0.02)  # the binary answers on its next drain tick (<= 5 ms)
             _write(stats_file, _stats(fe, applier))
             last_stats = now
             if stop_file is not None and stop_file.exists():
