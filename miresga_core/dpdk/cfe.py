@@ -23,7 +23,7 @@ from ..frontend.state import Action, Offload, Transmit, Unoffload
 from . import build
 from .decider import ProgramDecider
 
-__all__ = ["CFrontend", "decode_actions"]
+__all__ = ["CFrontend", "decode_actions", "encode_actions"]
 
 _MODES = (OffloadMode.NONE, OffloadMode.SPLICE, OffloadMode.PIN)
 _c_i64, _c_u8p, _c_sz = ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t
@@ -98,6 +98,22 @@ def decode_actions(buf: bytes) -> list[Action]:
         else:
             raise ValueError(f"bad action record kind {kind} at {i}")
     return out
+
+
+def encode_actions(actions: list[Action]) -> bytes:
+    """The inverse of ``decode_actions``: reference actions as fe_machine.h records."""
+    out = bytearray()
+    for a in actions:
+        if isinstance(a, Transmit):
+            out += struct.pack("<BI", 1, len(a.packet)) + a.packet
+        elif isinstance(a, Offload):
+            out += struct.pack("<BIHIHIHB", 2, _ip(a.client.host), a.client.port,
+                               _ip(a.vip.host), a.vip.port, _ip(a.backend.host),
+                               a.backend.port, _MODES.index(a.mode))
+        else:
+            out += struct.pack("<BIHIH", 3, _ip(a.client.host), a.client.port,
+                               _ip(a.vip.host), a.vip.port)
+    return bytes(out)
 
 
 class CFrontend:

@@ -116,3 +116,40 @@ def test_committed_reference_traces_replay(registry, name):
     cf = CFrontend(fc, {VIP: d}, cookie.CookieSecrets(COOKIE_KEY))
     assert sum(len(e["out"]) for e in events) > 3
     assert trace.replay(cf, events) == []
+
+
+def test_replay_tool_digest_matches_reference(registry, tmp_path):
+    """The same proof without ctypes: mfe_replay (the machine linked as a plain C program)
+    digests its outputs; the digest of the reference's outputs is the same."""
+    import benchtrace
+
+    from miresga_core.dpdk import tracebin
+    from miresga_core.dpdk.process import write_config
+
+    build.library()
+    conf = write_config(tmp_path / "cfg", tracegen.fe_config(),
+                        {VIP: tracegen.decider(registry)}, cookie.CookieSecrets(COOKIE_KEY))
+    for name, events in (("generated", tracegen.generate(registry, 3, 600)),
+                         ("steady", benchtrace.generate(registry, 60))):
+        n = tracebin.write(tmp_path / f"{name}.bin", events)
+        want = tracebin.digest([[_action(r) for r in e["out"]] for e in events])
+        got = tracebin.replay_tool(build.BUILD / "mfe_replay", conf, tmp_path / f"{name}.bin")
+        assert got["digest"] == want and int(got["packets"]) == n, name
+
+
+def _action(record: dict[str, str]):
+    from miresga_core.api import Address, OffloadMode
+    from miresga_core.frontend.state import Offload, Transmit, Unoffload
+
+    def addr(text: str) -> Address:
+        host, port = text.rsplit(":", 1)
+        return Address(host, int(port))
+
+    if "transmit" in record:
+        return Transmit(bytes.fromhex(record["transmit"]))
+    if "offload" in record:
+        client, vip = record["offload"].split(">")
+        return Offload(addr(client), addr(vip), addr(record["backend"]),
+                       OffloadMode(record["mode"]))
+    client, vip = record["unoffload"].split(">")
+    return Unoffload(addr(client), addr(vip))

@@ -8,6 +8,7 @@
 
 #include <rte_mbuf.h>
 
+#include "../fe/fe_config.h"
 #include "../fe/fe_machine.h"
 
 #define FE_BURST 32
@@ -26,9 +27,6 @@ struct fe_shard {
 	uint64_t cookie_gen;      /* last cookie-key generation applied */
 	uint64_t rx, rx_other, tx_pkts, tx_drop, tx_nombuf, offl_msgs, offl_drop, oversize;
 };
-
-/* Read the configuration file into m: 0, or -1 with a message on stderr. */
-int fe_load_config(struct mfe *m, const char *path);
 
 /* The processing stage: a burst of received frames in (they are freed), frames to send
  * in s->tx (s->ntx), offload records appended to s->offl. */
