@@ -32,16 +32,10 @@ def generate(registry: Any, conns: int = 500, requests: int = 4) -> list[dict[st
                            cookie.slot_at(now), 3, 7, True)
         seq, ack = 1000 + i, seq_add(ck, 1)
 
-        def send(flags: int, data: bytes = b"") -> list:
-            nonlocal seq
-            raw = Segment(client.host, VIP.host, client.port, VIP.port, seq, ack, flags, 502,
-                          payload=data).encode()
-            seq = seq_add(seq, len(data) + bool(flags & FIN))
-            return rec.receive(raw, now)
-
         for r in range(requests):
             path = "/green/x" if r % 2 else "/a"
-            out = send(ACK | PSH, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            out, seq = _send(rec, client, seq, ack, ACK | PSH,
+                             f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), now)
             syns = [s for s in (P.parse(a.packet) for a in out if isinstance(a, Transmit))
                     if s.has(SYN)]
             if syns:
@@ -60,12 +54,19 @@ def generate(registry: Any, conns: int = 500, requests: int = 4) -> list[dict[st
                                 payload=body).encode(), now)
             base = seq_add(base, len(body))
             ack = seq_add(ack, len(body))
-            send(ACK)
+            _, seq = _send(rec, client, seq, ack, ACK, b"", now)
             now += MS
-        send(ACK | FIN)
+        _, seq = _send(rec, client, seq, ack, ACK | FIN, b"", now)
         rec.receive(Segment(backend[0], client.host, backend[1], client.port,
                             seq_add(base, 1), seq, ACK | FIN, 65000).encode(), now)
         if i % 50 == 0:
             rec.expire(now)
     rec.expire(now + 10**12)
     return rec.events
+
+
+def _send(rec: trace.Recorder, client: Address, seq: int, ack: int, flags: int, data: bytes,
+          now: int) -> tuple[list, int]:
+    raw = Segment(client.host, VIP.host, client.port, VIP.port, seq, ack, flags, 502,
+                  payload=data).encode()
+    return rec.receive(raw, now), seq_add(seq, len(data) + bool(flags & FIN))
