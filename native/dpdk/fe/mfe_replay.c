@@ -96,6 +96,7 @@ int main(int argc, char **argv)
 		packets = n;
 		mfe_free(m);
 	}
+	free(buf);
 	printf("digest %016llx packets %llu pps %.0f\n", (unsigned long long)digest,
 	       (unsigned long long)packets, packets / best);
 	return 0;
