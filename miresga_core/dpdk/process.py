@@ -1,8 +1,9 @@
 """Run ``miresga-fe`` (the C/DPDK front-end) from Python: its configuration file, the
 process in a network namespace, and the two unix datagram sockets around it.
 
-* offload socket (we bind, it sends): batches of action records (fe_machine.h) that
-  ``offloads()`` decodes into frontend.state Offload / Unoffload objects;
+* offload socket (we bind, it sends): numbered batches (u32 little-endian, then action
+  records of fe_machine.h). The binary holds the frames of a batch's turn until the
+  batch number is sent back (``ack``: the switch has it) or 50 ms pass;
 * control socket (it binds, we send): ``cookie <hex> [<hex>]``, ``stats``, ``quit``.
 
 The EAL runs with ``--no-huge --no-pci`` and an af_packet vdev on the given interface,
@@ -11,10 +12,12 @@ which is what a lab namespace or a small VM has; on a real NIC pass other EAL ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -120,14 +123,30 @@ class FeProcess:
         prev = f" {secrets.previous.hex()}" if secrets.previous else ""
         self.control(f"cookie {secrets.current.hex()}{prev}")
 
-    def offloads(self) -> list[Offload | Unoffload]:
-        """The offload requests received so far, in order."""
-        out: list[Any] = []
+    def offload_batches(self) -> list[tuple[Any, int, list[Offload | Unoffload]]]:
+        """The batches received so far, in order: (sender, number, requests)."""
+        out: list[tuple[Any, int, list[Any]]] = []
         while self.sock is not None:
             try:
-                out += decode_actions(self.sock.recv(65536))
+                data, addr = self.sock.recvfrom(65536)
             except BlockingIOError:
                 break
+            if len(data) >= 4:
+                out.append((addr, struct.unpack_from("<I", data)[0], decode_actions(data[4:])))
+        return out
+
+    def ack(self, sender: Any, number: int) -> None:
+        """Tell the shard that sent batch ``number`` it is applied: its frames may go."""
+        assert self.sock is not None
+        with contextlib.suppress(OSError):  # the shard is gone: nothing waits
+            self.sock.sendto(struct.pack("<I", number), sender)
+
+    def offloads(self) -> list[Offload | Unoffload]:
+        """The offload requests received so far, in order, each batch acknowledged."""
+        out: list[Any] = []
+        for sender, number, requests in self.offload_batches():
+            out += requests
+            self.ack(sender, number)
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -96,9 +96,9 @@ def serve(fe: FeProcess, switch: Any, applier: Any, stats_file: Path | None,
     assert fe.sock is not None
     while fe.alive():
         select.select([fe.sock], [], [], 0.05)
-        batch = fe.offloads()
-        if batch:
-            applier.apply(batch)
+        for sender, number, batch in fe.offload_batches():
+            applier.apply(batch)  # then the binary may send the frames of that turn
+            fe.ack(sender, number)
         now = time.monotonic()
         if now - last_secret >= 1.0:
             s = switch_secrets(switch)

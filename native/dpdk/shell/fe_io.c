@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <rte_ethdev.h>
 #include <rte_ether.h>
 
 /* Move the machine's outputs into frames to send and offload records to flush. */
@@ -46,12 +47,12 @@ static void take_outputs(struct fe_shard *s)
 		} else {
 			size_t n = o[i] == FE_REC_OFFLOAD ? 20 : 13;
 
-			if (s->offl_len + n > sizeof(s->offl))
+			if (4 + s->offl_len + n > sizeof(s->offl))
 				fe_flush_offloads(s);
-			if (s->offl_len + n > sizeof(s->offl)) {
+			if (4 + s->offl_len + n > sizeof(s->offl)) {
 				s->offl_drop++;
 			} else {
-				memcpy(s->offl + s->offl_len, o + i, n);
+				memcpy(s->offl + 4 + s->offl_len, o + i, n);
 				s->offl_len += (uint32_t)n;
 			}
 			i += n;
@@ -87,11 +88,14 @@ void fe_timers(struct fe_shard *s, int64_t now_ns)
 
 void fe_flush_offloads(struct fe_shard *s)
 {
+	uint32_t seq = s->offl_seq + 1;
+
 	if (!s->offl_len || s->offl_fd < 0) {
 		s->offl_len = 0;
 		return;
 	}
-	if (send(s->offl_fd, s->offl, s->offl_len, MSG_DONTWAIT) < 0) {
+	memcpy(s->offl, &seq, 4); /* little-endian hosts only, like the record layout */
+	if (send(s->offl_fd, s->offl, 4 + s->offl_len, MSG_DONTWAIT) < 0) {
 		/* the controller is behind (a unix datagram queue is short): keep the batch and
 		 * retry on the next turn; only a full batch buffer loses requests */
 		if (errno == EAGAIN || errno == ENOBUFS)
@@ -99,6 +103,69 @@ void fe_flush_offloads(struct fe_shard *s)
 		s->offl_drop++;
 	} else {
 		s->offl_msgs++;
+		s->offl_seq = seq;
 	}
 	s->offl_len = 0;
+}
+
+static void tx_frames(struct fe_shard *s, struct rte_mbuf **f, uint32_t n)
+{
+	while (n) {
+		uint16_t k = n > 512 ? 512 : (uint16_t)n;
+		uint16_t sent = rte_eth_tx_burst(s->port, s->queue, f, k);
+
+		s->tx_pkts += sent;
+		for (uint16_t i = sent; i < k; i++)
+			rte_pktmbuf_free(f[i]);
+		s->tx_drop += k - sent;
+		f += k;
+		n -= k;
+	}
+}
+
+static void read_acks(struct fe_shard *s)
+{
+	uint8_t b[64];
+	ssize_t r;
+
+	while ((r = recv(s->offl_fd, b, sizeof(b), MSG_DONTWAIT)) >= 4) {
+		uint32_t seq;
+
+		memcpy(&seq, b, 4);
+		if ((int32_t)(seq - s->offl_acked) > 0)
+			s->offl_acked = seq;
+	}
+}
+
+void fe_output(struct fe_shard *s, int64_t now_ns)
+{
+	int waiting;
+
+	fe_flush_offloads(s);
+	if (s->offl_fd >= 0 && s->offl_acked != s->offl_seq)
+		read_acks(s);
+	waiting = s->offl_fd >= 0 && (s->offl_len || s->offl_acked != s->offl_seq);
+	if (s->ntx && (waiting || s->nhold)) {
+		if (!s->nhold)
+			s->hold_since = now_ns;
+		for (uint16_t i = 0; i < s->ntx; i++) {
+			if (s->nhold < FE_HOLD_MAX)
+				s->hold[s->nhold++] = s->tx[i];
+			else {
+				rte_pktmbuf_free(s->tx[i]);
+				s->tx_drop++;
+			}
+		}
+		s->ntx = 0;
+	}
+	if (s->nhold && (!waiting || now_ns - s->hold_since >= FE_HOLD_NS)) {
+		if (waiting)
+			s->hold_timeouts++;
+		tx_frames(s, s->hold, s->nhold);
+		s->nhold = 0;
+	}
+	if (s->ntx) {
+		tx_frames(s, s->tx, s->ntx);
+		s->ntx = 0;
+	}
 }

@@ -71,6 +71,8 @@ static int unix_dgram(const char *bind_path, const char *connect_path)
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", bind_path);
 		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 			goto fail;
+	} else if (bind(fd, (struct sockaddr *)&a, sizeof(sa_family_t)) < 0) {
+		goto fail; /* autobind: an abstract address the peer can answer to */
 	}
 	if (connect_path) {
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", connect_path);
@@ -100,10 +102,10 @@ static void write_stats(void)
 
 		fprintf(f, "%s{\"io\": {\"rx\": %lu, \"rx_other\": %lu, \"tx\": %lu, \"tx_drop\": %lu,"
 			" \"tx_nombuf\": %lu, \"offload_msgs\": %lu, \"offload_drop\": %lu,"
-			" \"oversize\": %lu}, \"conns\": %u, \"legs\": %u, \"oldest_ns\": %ld,"
+			" \"oversize\": %lu, \"hold_timeouts\": %lu}, \"conns\": %u, \"legs\": %u, \"oldest_ns\": %ld,"
 			" \"machine\": {",
 			i ? ", " : "", s->rx, s->rx_other, s->tx_pkts, s->tx_drop, s->tx_nombuf,
-			s->offl_msgs, s->offl_drop, s->oversize, mfe_nconns(s->m), mfe_nlegs(s->m),
+			s->offl_msgs, s->offl_drop, s->oversize, s->hold_timeouts, mfe_nconns(s->m), mfe_nlegs(s->m),
 			(long)(mfe_nconns(s->m) ? mfe_oldest_ns(s->m) : 0));
 		for (int c = 0; c < FE_NCOUNTERS; c++)
 			fprintf(f, "%s\"%s\": %lu", c ? ", " : "", fe_counter_names[c],
@@ -176,18 +178,9 @@ static int lcore_loop(void *arg)
 				}
 			}
 		}
-		/* offload requests go out before the frames of the same burst */
-		fe_flush_offloads(s);
-		if (s->ntx) {
-			uint16_t sent = rte_eth_tx_burst(s->port, s->queue, s->tx, s->ntx);
-
-			s->tx_pkts += sent;
-			for (uint16_t i = sent; i < s->ntx; i++)
-				rte_pktmbuf_free(s->tx[i]);
-			s->tx_drop += s->ntx - sent;
-			s->ntx = 0;
-		}
-		if (n) {
+		/* offload requests go out (and are applied) before the frames they concern */
+		fe_output(s, now);
+		if (n || s->nhold) {
 			idle = 0;
 			sleep_us = 1;
 		} else if (++idle > IDLE_SPIN) {
