@@ -21,7 +21,9 @@ unit:  # fast tests only: no root, no namespaces, no slow end-to-end runs
 
 native:
 	$(MAKE) -C native/xdp
+	$(MAKE) -C native/dpdk/vm all ext
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	-$(MAKE) -C native/xdp clean
+	-$(MAKE) -C native/dpdk/vm clean

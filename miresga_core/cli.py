@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "miresga_core.cli_serve",
     "miresga_core.cli_compile",
     "miresga_core.cli_lab",
+    "miresga_core.cli_bench",
+    "miresga_core.cli_status",
     "miresga_core.cli_agent",
 )
 

@@ -27,6 +27,10 @@ def add_parser(sub: Any) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     registry = registry_from(get_plugin_manager())
     config = load_config(args.config, registry)
+    names = [listener.name for listener in config.listeners]
+    if args.listener is not None and args.listener not in names:
+        raise MiresgaError(f"no listener named {args.listener!r} in {args.config} "
+                           f"(listeners: {', '.join(names)})")
     listeners = [config.listener(args.listener)] if args.listener else list(config.listeners)
     if args.listener is None and args.output and len(listeners) > 1:
         raise MiresgaError("-o needs --listener when the config has several listeners")

@@ -15,6 +15,7 @@ from typing import Any
 from .api import Address
 from .config import Config, load_config
 from .plugins import get_plugin_manager, plugin_infos, registry_from
+from .routing import route_scope
 
 log = logging.getLogger("miresga")
 
@@ -91,10 +92,14 @@ def _listening(addr: Address) -> bool:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config, _, _ = load(args.config)
+    config, _, registry = load(args.config)
     print(f"{config.file}: OK (data plane {config.dataplane.kind})")
+    policies = {name: (registry.policies[p.policy], p.options) for name, p in config.pools.items()}
     for listener in config.listeners:
-        print(f"listener {listener.name}: {listener.listen} protocol={listener.protocol}")
+        parser = registry.parsers[listener.protocol](max_head=listener.max_head)
+        scope = route_scope(listener, parser, policies)
+        print(f"listener {listener.name}: {listener.listen} protocol={listener.protocol} "
+              f"route-scope={scope}")
         for route in listener.routes:
             conds = " and ".join(f"{m.field} {m.op} {'|'.join(m.values)}" for m in route.match)
             print(f"  route {route.name}: {conds or 'any'} -> pool {route.pool} "

@@ -333,6 +333,12 @@ def _pools(raw: Any, ctx: _Ctx, registry: Registry) -> dict[str, PoolConfig]:
                             f"(installed: {', '.join(sorted(registry.policies)) or 'none'})")
         values["options"] = _plugin_options(policy.options, table.get("options", {}), ctx,
                                              (*path, "options"), f"policy {policy_name!r}")
+        check_pool = getattr(policy, "check_pool", None)  # optional: options vs backends
+        if check_pool is not None and values["options"] is not None:
+            names = [b.name or str(b.address) for b in values["backends"]]
+            problem = check_pool(names, values["options"])
+            if problem:
+                raise ctx.error((*path, "options"), problem)
         health = values.get("health", HealthConfig())
         if health.kind not in ("none", "tcp", "http", *registry.health_checks):
             raise ctx.error((*path, "health", "kind"), f"unknown health check {health.kind!r}")

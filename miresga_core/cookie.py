@@ -41,6 +41,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from .wire.siphash import halfsiphash24
+
 __all__ = [
     "HASH_BITS",
     "MSS_CLASSES",
@@ -80,49 +82,8 @@ assert len(MSS_CLASSES) == 1 << MSS_BITS
 
 # ----------------------------------------------------------------------------- the hash
 
+# HalfSipHash-2-4 lives with SipHash in wire/siphash.py (one ARX routine for both)
 _M32 = 0xFFFFFFFF
-
-
-def _rotl(x: int, b: int) -> int:
-    return ((x << b) | (x >> (32 - b))) & _M32
-
-
-def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
-    v0 = (v0 + v1) & _M32
-    v1 = _rotl(v1, 5) ^ v0
-    v0 = _rotl(v0, 16)
-    v2 = (v2 + v3) & _M32
-    v3 = _rotl(v3, 8) ^ v2
-    v0 = (v0 + v3) & _M32
-    v3 = _rotl(v3, 7) ^ v0
-    v2 = (v2 + v1) & _M32
-    v1 = _rotl(v1, 13) ^ v2
-    v2 = _rotl(v2, 16)
-    return v0, v1, v2, v3
-
-
-def halfsiphash24(key: bytes, msg: bytes) -> int:
-    """HalfSipHash-2-4 with 32-bit output, returned as the little-endian integer of the
-    reference implementation's 4 output bytes."""
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"HalfSipHash key must be {KEY_BYTES} bytes, got {len(key)}")
-    k0, k1 = struct.unpack("<II", key)
-    v0, v1, v2, v3 = k0, k1, 0x6C796765 ^ k0, 0x74656462 ^ k1
-    full = len(msg) - len(msg) % 4
-    for (m,) in struct.iter_unpack("<I", msg[:full]):
-        v3 ^= m
-        for _ in range(2):
-            v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-        v0 ^= m
-    b = (len(msg) & 0xFF) << 24 | int.from_bytes(msg[full:], "little")
-    v3 ^= b
-    for _ in range(2):
-        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-    v0 ^= b
-    v2 ^= 0xFF
-    for _ in range(4):
-        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-    return v1 ^ v3
 
 
 # ----------------------------------------------------------------------------- the cookie

@@ -3,7 +3,9 @@
 Every response carries ``x-backend: <name>`` and names the backend in its body, so a client
 can tell which server answered. Endpoints: ``/bytes/<n>`` (n bytes), ``/status/<code>``,
 ``/echo`` (body echoed back), ``/slow/<ms>``, ``/ws`` (Upgrade: 101 then raw echo),
-``/healthz``; anything else answers ``backend=<name> path=<path>``. Built on h11.
+``/healthz`` (200, or 503 after ``/healthz/fail`` until ``/healthz/ok``: lets tests take a
+live backend out by its health check); anything else answers ``backend=<name> path=<path>``.
+Built on h11.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def body_bytes(n: int) -> bytes:
 
 class _Handler:
     def __init__(self, name: str, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+                 writer: asyncio.StreamWriter, health: dict[str, bool] | None = None) -> None:
         self.name = name
+        self.health = health if health is not None else {"ok": True}
         self.reader, self.writer = reader, writer
         self.conn = h11.Connection(h11.SERVER)
 
@@ -86,6 +89,13 @@ class _Handler:
             status, payload = int(path[8:]), f"status {path[8:]} from {self.name}\n".encode()
         elif path == "/echo":
             payload = body
+        elif path in ("/healthz/fail", "/healthz/ok"):
+            self.health["ok"] = path.endswith("/ok")
+            payload = f"health of {self.name}: {'ok' if self.health['ok'] else 'failing'}\n"\
+                .encode()
+        elif path == "/healthz":
+            status = 200 if self.health["ok"] else 503
+            payload = f"{self.name} {'ok' if status == 200 else 'failing'}\n".encode()
         elif path.startswith("/slow/") and path[6:].isdigit():
             await asyncio.sleep(int(path[6:]) / 1000)
             payload = f"backend={self.name} slow\n".encode()
@@ -131,8 +141,10 @@ class _Handler:
 
 
 async def serve_backend(host: str, port: int, name: str) -> asyncio.base_events.Server:
+    health = {"ok": True}  # shared by the connections of this backend
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Handler(name, reader, writer).serve()
+        await _Handler(name, reader, writer, health).serve()
 
     return await asyncio.start_server(handle, host, port, reuse_address=True)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from .api import Address, Backend, OffloadMode, Policy, RequestHead
+from .api import Address, Backend, OffloadMode, ParserPlugin, Policy, RequestHead
 from .config import ListenerConfig, PoolConfig, RouteConfig
 
-__all__ = ["PoolState", "RouteResult", "Router", "match_route"]
+__all__ = ["PoolState", "RouteResult", "Router", "match_route", "route_scope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class PoolState:
         self.backends: tuple[Backend, ...] = config.backend_objects()
         self.admin_up = [True] * len(self.backends)  # active health verdict
         self.failed_until = [0.0] * len(self.backends)  # passive: out until this time
+        self.passive_failures = [0] * len(self.backends)  # connect failures and resets seen
         self._usable: tuple[bool, ...] = ()
         self.policy: Policy = policy_cls(self.backends, config.options)
         self._rebuild(0.0)
@@ -59,6 +60,7 @@ class PoolState:
 
     def mark_failed(self, index: int, now: float, cooldown: float) -> None:
         """Passive failure (connect refused, reset): keep the backend out for ``cooldown``."""
+        self.passive_failures[index] += 1
         self.failed_until[index] = now + cooldown
         self._rebuild(now)
 
@@ -82,7 +84,8 @@ class PoolState:
 
     def status(self, now: float) -> list[dict[str, Any]]:
         return [{"backend": b.label, "address": str(b.address), "weight": b.weight,
-                 "up": self.admin_up[i], "passive_out": self.failed_until[i] > now}
+                 "up": self.admin_up[i], "passive_out": self.failed_until[i] > now,
+                 "passive_failures": self.passive_failures[i]}
                 for i, b in enumerate(self.backends)]
 
 
@@ -110,3 +113,31 @@ class Router:
             return RouteResult(route, "", None, offload)
         backend = self.pools[pool_name].pick(head, client, exclude, now)
         return RouteResult(route, pool_name, backend, offload)
+
+
+def route_scope(listener: ListenerConfig, parser: ParserPlugin,
+                policies: Mapping[str, tuple[type[Policy], Any]]
+                ) -> Literal["connection", "request"]:
+    """Whether this listener's decisions can be made once per connection.
+
+    The request fields a decision depends on are those of the route conditions (when the
+    routes lead to more than one place) plus those the pools' policies hash or match on
+    (``Policy.request_fields(options)``, optional). No such field: "connection". Otherwise
+    the parser says whether its protocol can route those per request on one connection.
+    ``policies`` maps pool name -> (policy class, options).
+    """
+    targets = {route.pool for route in listener.routes}
+    catch_all = any(not route.match for route in listener.routes)
+    if not catch_all and listener.routes:
+        targets.add(listener.default_pool)  # "" stands for the 404 answer
+    elif not listener.routes:
+        targets = {listener.default_pool}
+    fields: set[str] = set()
+    if len(targets) > 1:
+        fields |= {cond.field for route in listener.routes for cond in route.match}
+    for pool in targets - {""}:
+        policy, options = policies[pool]
+        extra = getattr(policy, "request_fields", None)
+        if extra is not None:
+            fields |= set(extra(options))
+    return parser.route_scope(fields) if fields else "connection"

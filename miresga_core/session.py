@@ -15,7 +15,27 @@ Theory of operation for the shell (miresga_core/kernel/shell.py):
   fires the shell calls ``on_timer(name)``.
 * ``Pause`` / ``Resume`` stop and restart reading from the client (buffer limits).
 * ``Tunnel()`` : from now on bytes are relayed raw in both directions (Upgrade, pin); the
-  shell may splice them in the kernel.
+  shell may splice them in the kernel (both directions, no end).
+* ``SpliceResponse(nbytes)`` : a hint that the next ``nbytes`` backend bytes are body bytes
+  of the current response that go to the client unchanged. The shell may have the kernel
+  forward them (sockmap); it then reports them with ``on_spliced(nbytes, now)`` (those
+  bytes never come through ``on_backend_data``). Any of them may still come through
+  ``on_backend_data`` (relay), so the session must accept both, in any mix, in stream order.
+* ``SpliceNextResponse(min_body)`` : (before the request goes out) the shell may have the
+  kernel forward the whole next response, head included, when its head is simple
+  (Content-Length body of >= ``min_body`` bytes). It then calls
+  ``on_response_head_spliced(head, now)`` with a copy of the head (already sent to the
+  client) and ``on_spliced(n, now)`` for the body bytes; otherwise the response comes
+  through ``on_backend_data`` as usual.
+
+Multiplexed sessions (HTTP/2 terminated on both sides) talk to several backends at once.
+A session class that sets ``multiplexed = True`` names a backend *leg* in ``Connect``,
+``SendBackend``, ``Release`` and ``HalfClose`` (``leg``, any int the session chooses), and
+the shell passes ``leg=<id>`` to ``on_backend_connected/failed/data/eof``. Sessions that do
+not set it use leg 0 implicitly and are called exactly as before (one leg at a time).
+A multiplexed session may pool a connection with its protocol state: ``Release(reuse=True,
+state=...)`` keeps ``state`` with the idle connection, and a later ``Connect(kind=...)`` of
+the same kind that gets it calls ``on_backend_connected(now, leg=..., state=...)``.
 """
 
 from __future__ import annotations
@@ -42,6 +62,8 @@ __all__ = [
     "SendBackend",
     "SendClient",
     "SessionContext",
+    "SpliceNextResponse",
+    "SpliceResponse",
     "Stats",
     "Timer",
     "Tunnel",
@@ -60,6 +82,7 @@ class SendClient(Action):
 @dataclass(slots=True)
 class SendBackend(Action):
     data: bytes
+    leg: int = 0
 
 
 @dataclass(slots=True)
@@ -67,11 +90,16 @@ class Connect(Action):
     backend: Backend
     pool: str
     reuse: bool = True
+    leg: int = 0
+    kind: str = "http1"  # idle connections are only reused by sessions asking the same kind
 
 
 @dataclass(slots=True)
 class Release(Action):
     reuse: bool
+    leg: int = 0
+    state: Any = None  # protocol state kept with a pooled connection (HTTP/2: its h2 object)
+
 
 
 @dataclass(slots=True)
@@ -84,6 +112,7 @@ class HalfClose(Action):
     """Forward an end-of-stream: ``to_backend`` True shuts the backend's write side."""
 
     to_backend: bool
+    leg: int = 0
 
 
 @dataclass(slots=True)
@@ -108,6 +137,16 @@ class Tunnel(Action):
 
 
 @dataclass(slots=True)
+class SpliceResponse(Action):
+    nbytes: int
+
+
+@dataclass(slots=True)
+class SpliceNextResponse(Action):
+    min_body: int
+
+
+@dataclass(slots=True)
 class Log(Action):
     level: str  # "info" | "warning" | "error"
     message: str
@@ -124,6 +163,8 @@ class Stats:
     statuses: dict[int, int] = field(default_factory=dict)  # local error responses
     retries: int = 0
     backend_failures: int = 0
+    relayed_bytes: int = 0  # backend -> client bytes read by this process
+    spliced_bytes: int = 0  # backend -> client bytes the kernel forwarded (sockmap)
 
     def count(self, key: str) -> None:
         self.requests[key] = self.requests.get(key, 0) + 1

@@ -14,3 +14,11 @@ def test_every_opcode_is_in_the_header() -> None:
     text = gen_c.render()
     for number, op in enumerate(OPCODES):
         assert f"MVM_OP_{op.name.upper()} = {number}," in text
+
+
+def test_docs_table_is_current() -> None:
+    from pathlib import Path
+    doc = (Path(gen_c.HEADER_PATH).parents[3] / "docs" / "bytecode.md").read_text()
+    begin = doc.index("-->\n", doc.index("<!-- opcodes:begin")) + 4
+    end = doc.index("<!-- opcodes:end -->")
+    assert doc[begin:end] == gen_c.render_markdown(), "regenerate the table in docs/bytecode.md"

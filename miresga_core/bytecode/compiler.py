@@ -46,7 +46,8 @@ def compile_listener(config: Config, listener: ListenerConfig | str, registry: A
     if isinstance(listener, str):
         listener = config.listener(listener)
     parser = make_parser(registry.parsers[listener.protocol], listener)
-    fields = sorted({c.field for r in listener.routes for c in r.match})
+    fields = sorted({c.field for r in listener.routes for c in r.match}
+                    | _policy_fields(config, registry, listener))
     b = ProgramBuilder()
     try:
         refs = parser.compile(b, fields)
@@ -63,12 +64,12 @@ def compile_listener(config: Config, listener: ListenerConfig | str, registry: A
         # differ only in key order compile to the same program
         for cond in sorted(route.match, key=lambda c: (c.field, c.op, c.values)):
             _condition(b, cond, refs[cond.field], nxt, route)
-        _policy(b, config, registry, route.pool)
+        _policy(b, config, registry, route.pool, refs)
         b.route(b.decision(route.pool, route.offload.value, route.name))
         b.place(nxt)
     if listener.default_pool:
         b.comment(f"default -> pool {listener.default_pool}")
-        _policy(b, config, registry, listener.default_pool)
+        _policy(b, config, registry, listener.default_pool, refs)
         b.route(b.decision(listener.default_pool, "splice", "default"))
     else:
         b.comment("no route matched and no default pool")
@@ -101,10 +102,26 @@ def _condition(b: ProgramBuilder, cond: FieldMatch, ref: FieldRef, fail: Any,
     b.place(ok)
 
 
-def _policy(b: ProgramBuilder, config: Config, registry: Any, pool_name: str) -> None:
+def _policy_fields(config: Config, registry: Any, listener: ListenerConfig) -> set[str]:
+    """Request fields the listener's pools' policies hash or match on
+    (``Policy.request_fields(options)``, optional): the parser extracts them too."""
+    pools = {r.pool for r in listener.routes} | ({listener.default_pool} - {""})
+    out: set[str] = set()
+    for name in pools:
+        pool = config.pools[name]
+        wanted = getattr(registry.policies[pool.policy], "request_fields", None)
+        if wanted is not None:
+            out |= set(wanted(pool.options))
+    return out
+
+
+def _policy(b: ProgramBuilder, config: Config, registry: Any, pool_name: str,
+            refs: Mapping[str, FieldRef]) -> None:
     pool = config.pools[pool_name]
     policy = registry.policies[pool.policy](pool.backend_objects(), pool.options)
-    reg = policy.compile(b)
+    # policies that hash or match request fields take the parser's field registers
+    wanted = getattr(policy, "request_fields", None)
+    reg = policy.compile(b, refs) if wanted is not None else policy.compile(b)
     if reg is not None:
         b.setf("backend", reg)
         b.free(reg)

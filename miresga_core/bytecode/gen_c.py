@@ -1,4 +1,5 @@
-"""Generate ``native/dpdk/vm/mvm_opcodes.h`` from ``opcodes.py`` (the single source of truth).
+"""Generate ``native/dpdk/vm/mvm_opcodes.h`` (and the opcode table of docs/bytecode.md) from
+``opcodes.py``, the single source of truth.
 
 Run ``python3 -m miresga_core.bytecode.gen_c`` after changing the table; the committed header
 is compared with a fresh rendering by ``tests/test_opcodes_generated.py``.
@@ -99,12 +100,30 @@ def render() -> str:
     return "\n".join(out)
 
 
+def render_markdown() -> str:
+    """The opcode table of docs/bytecode.md (between the opcodes:begin/end markers)."""
+    out = ["| # | name | operands (a, b, c, imm, j) | meaning |", "| --- | --- | --- | --- |"]
+    for i, op in enumerate(OPCODES):
+        ops = ", ".join(f"{n}:{s.kind.name.lower()}"
+                        + (f"[{s.lo}..{s.hi}]" if s.kind == Kind.INT else "")
+                        for n, s in op.fields if s.kind != Kind.NONE)
+        out.append(f"| {i} | `{op.name}` | {ops or '-'} | {op.doc} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else HEADER_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render())
     print(f"wrote {path}")
+    if not args:  # keep the table of docs/bytecode.md in step too
+        doc = HEADER_PATH.parents[3] / "docs" / "bytecode.md"
+        text = doc.read_text()
+        begin = text.index("-->\n", text.index("<!-- opcodes:begin")) + 4
+        end = text.index("<!-- opcodes:end -->")
+        doc.write_text(text[:begin] + render_markdown() + text[end:])
+        print(f"wrote {doc}")
     return 0
 
 

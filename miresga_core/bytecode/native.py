@@ -27,13 +27,6 @@ def import_error() -> str | None:
     return _IMPORT_ERROR
 
 
-def _outcome(t: tuple) -> Outcome:
-    kind, decision, status, reason, head_len, framing, clen, flags, backend = t
-    return Outcome(_KINDS[kind], decision=decision, status=status, reason=reason,
-                   head_len=head_len, framing=framing, content_length=clen, flags=flags,
-                   backend=backend)
-
-
 class CVM:
     """Loads (and so verifies, in C) a program; ``run`` returns ``vm.Outcome``."""
 
@@ -44,13 +37,14 @@ class CVM:
             raise RuntimeError(f"the C VM extension is not built: {_IMPORT_ERROR}")
         data = p if isinstance(p, (bytes, bytearray)) else encode(p)
         try:
-            self._prog = _mvm.Program(bytes(data))
+            self._prog = _mvm.Program(bytes(data), _KINDS)
         except ValueError as exc:
             raise ProgramError(str(exc)) from None
+        self._run = self._prog.run
         self.p = p
 
     def run(self, data: bytes, args: Sequence[int] = ()) -> Outcome:
-        return _outcome(self._prog.run(data, tuple(args)))
+        return Outcome._make(self._run(data, args) if args else self._run(data))
 
     def bench(self, data: bytes, n: int, args: Sequence[int] = ()) -> Outcome:
-        return _outcome(self._prog.bench(data, n, tuple(args)))
+        return Outcome._make(self._prog.bench(data, n, tuple(args)))

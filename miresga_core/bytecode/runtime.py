@@ -5,30 +5,21 @@ into the C VM (Python VM fallback, logged; ``kind`` says which) and answers ``de
 with a ``Verdict``: wait, refuse (status), or route (route name, pool, offload mode, the
 policy's backend index or -1, head length, framing, flags).
 
-``parse_function(parser)`` gives a ``SessionContext.parse`` for the kernel data plane: the
-VM decides need-more and refusals by itself, and only a complete, accepted head is handed
-to the prototype, whose RequestHead the proxy needs to rewrite the head. The VM and the
-prototype are kept equal by the equivalence tests; if they ever disagree on a head the VM
-accepted, the prototype's answer is used and the disagreement is counted
-(``disagreements``), never hidden.
+It is the test kit's and tools' view of a listener (the kernel data plane itself decides
+through ``miresga_core.decide.ProgramDecider``, which lets the live pool state pick).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import NeedMore, ParserPlugin, Reject, RequestHead
 from ..config import Config, ListenerConfig
 from . import load
 from .compiler import compile_listener
 from .opcodes import FLAGS, FRAMINGS
 
 __all__ = ["CompiledListener", "Verdict"]
-
-log = logging.getLogger("miresga.bytecode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +47,6 @@ class CompiledListener:
         self.runner = load(self.program, prefer=prefer)
         self.kind: str = self.runner.kind
         self.sequence = 0
-        self.disagreements = 0
 
     def decide(self, data: bytes, client_hash: int = 0) -> Verdict:
         self.sequence += 1
@@ -72,20 +62,3 @@ class CompiledListener:
                        keep_alive=bool(out.flags & FLAGS["keep_alive"]),
                        upgrade=bool(out.flags & FLAGS["upgrade"]),
                        expect_continue=bool(out.flags & FLAGS["expect_continue"]))
-
-    def parse_function(self, parser: ParserPlugin
-                       ) -> Callable[[bytes], RequestHead | NeedMore | Reject]:
-        def parse(data: bytes) -> RequestHead | NeedMore | Reject:
-            verdict = self.decide(data)
-            if verdict.kind == "needmore":
-                return NeedMore("head incomplete")
-            if verdict.kind in ("reject", "error"):
-                return Reject(verdict.status or 500, verdict.reason)
-            head = parser.parse_head(data)
-            if not isinstance(head, RequestHead) or head.head_length != verdict.head_len:
-                self.disagreements += 1
-                log.error("listener %s: compiled program and prototype disagree on %r",
-                          self.listener.name, bytes(data[:80]))
-            return head
-
-        return parse

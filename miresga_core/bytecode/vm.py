@@ -11,9 +11,10 @@ integers wrap at 64 bits, failures are values (-1) or jumps, so no input can rai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .opcodes import FIELDS, HELPER_BY_NAME, LIMITS, OP_BY_NAME, OPCODES
 from .program import Program
@@ -40,9 +41,9 @@ def fnv1a(data: bytes) -> int:
 _LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a run decided. ``kind`` is route | needmore | reject | error."""
+class Outcome(NamedTuple):
+    """What a run decided. ``kind`` is route | needmore | reject | error. A NamedTuple: the
+    data plane builds one per request, and tuple construction is the cheapest there is."""
 
     kind: str
     decision: int = -1
@@ -81,8 +82,12 @@ class _Machine:
     def __init__(self, buf: bytes, args: Sequence[int], budget: int) -> None:
         self.buf = buf
         self.r = [0] * LIMITS["NREGS"]
-        for i, v in enumerate(args[:LIMITS["NARGS"]]):
-            self.r[i] = _wrap(v)
+        if len(args) > LIMITS["NARGS"]:
+            raise ValueError(f"at most {LIMITS['NARGS']} args")
+        for i, v in enumerate(args):
+            if not -(1 << 63) <= v <= _INT64_MAX:
+                raise ValueError(f"arg {i} does not fit in int64")
+            self.r[i] = v
         self.soff = [0] * LIMITS["NSREGS"]
         self.slen = [0] * LIMITS["NSREGS"]
         self.slen[0] = len(buf)
@@ -259,11 +264,19 @@ def _findb(vm, m, i, pc):
     return pc + 1
 
 
+_SPAN_RE: dict[bytes, re.Pattern[bytes]] = {}
+
+
 def _span(data: bytes, cls: bytes) -> int:
-    for n, byte in enumerate(data):
-        if not cls[byte >> 3] >> (byte & 7) & 1:
-            return n
-    return len(data)
+    """Length of the longest prefix of data whose bytes are in the 32-byte set cls (a
+    regex character class built once per set: the scan runs in C)."""
+    pattern = _SPAN_RE.get(cls)
+    if pattern is None:
+        members = b"".join(b"\\x%02x" % c for c in range(256) if cls[c >> 3] >> (c & 7) & 1)
+        pattern = re.compile(b"[" + members + b"]*" if members else b"")
+        _SPAN_RE[cls] = pattern
+    m = pattern.match(data)
+    return m.end() if m else 0
 
 
 @_h("spanc")

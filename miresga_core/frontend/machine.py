@@ -394,6 +394,11 @@ class Frontend:
             self.counters["no_request_fin"] += 1
             self._reset_client(conn, out)
             return
+        if conn.pending and conn.remaining == 0:
+            # an incomplete request before the FIN can never be decided: it goes where
+            # the connection already goes, and that backend answers the truncated request
+            conn.remaining = -1
+            self._pump(conn, now, out)
         if conn.pending or leg.state is not LegState.ESTABLISHED or leg.fin_sent:
             return
         self._emit(out, Segment(conn.client.host, leg.backend.host, conn.client.port,

@@ -19,13 +19,24 @@ __all__ = ["render_metrics", "start_admin", "status_document"]
 
 async def status_document(master: Master) -> dict[str, Any]:
     now = time.monotonic()
+    workers = await master.worker_stats()
+    pools = {name: state.status(now) for name, state in master.pools.items()}
+    for name, backends in pools.items():
+        for i, backend in enumerate(backends):
+            # passive verdicts are per worker: sum the failures, count the workers avoiding it
+            seen = [w["pools"][name][i] for w in workers if name in w.get("pools", {})]
+            backend["passive_failures"] = sum(b["passive_failures"] for b in seen)
+            backend["passive_out_workers"] = sum(1 for b in seen if b["passive_out"])
+            backend["passive_out"] = backend["passive_out_workers"] > 0
+            backend["health"] = master.config.pools[name].health.kind
     return {
         "dataplane": "kernel",
         "listeners": [{"name": lst.name, "listen": str(lst.listen), "protocol": lst.protocol,
-                       "routes": len(lst.routes), "default_pool": lst.default_pool}
+                       "routes": len(lst.routes), "default_pool": lst.default_pool,
+                       "route_scope": master.route_scopes.get(lst.name, "")}
                       for lst in master.config.listeners],
-        "pools": {name: state.status(now) for name, state in master.pools.items()},
-        "workers": await master.worker_stats(),
+        "pools": pools,
+        "workers": workers,
     }
 
 
@@ -36,6 +47,12 @@ def render_metrics(doc: dict[str, Any]) -> str:
         for b in backends:
             lines.append(f'miresga_backend_up{{pool="{pool}",backend="{b["backend"]}"}} '
                          f'{int(b["up"])}')
+    lines += ["# HELP miresga_backend_passive_failures_total Connect failures and resets seen "
+              "by the workers.", "# TYPE miresga_backend_passive_failures_total counter"]
+    for pool, backends in doc["pools"].items():
+        for b in backends:
+            lines.append(f'miresga_backend_passive_failures_total{{pool="{pool}",'
+                         f'backend="{b["backend"]}"}} {b.get("passive_failures", 0)}')
     lines += ["# HELP miresga_requests_total Requests relayed, by listener, pool and backend.",
               "# TYPE miresga_requests_total counter"]
     totals: dict[tuple[str, str], int] = {}

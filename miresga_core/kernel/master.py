@@ -23,7 +23,7 @@ from typing import Any
 from ..config import Config
 from ..errors import MiresgaError
 from ..plugins import Registry
-from ..routing import PoolState
+from ..routing import PoolState, route_scope
 from .worker import serve_worker
 
 __all__ = ["Master", "check_bindable"]
@@ -53,33 +53,47 @@ class WorkerHandle:
 
 
 def _worker_entry(config: Config, registry: Registry, control: socket.socket, index: int,
-                  use_uvloop: bool) -> None:
+                  use_uvloop: bool, splice: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when workers stop
-    serve_worker(config, registry, control, index, use_uvloop)
+    serve_worker(config, registry, control, index, use_uvloop, splice)
 
 
 class Master:
-    def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool):
+    def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool,
+                 splice: str = "auto"):
         self.config = config
         self.registry = registry
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
+        self.splice = splice
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.ctx = multiprocessing.get_context("fork")
         self.pools = {name: PoolState(pool, registry.policies[pool.policy])
                       for name, pool in config.pools.items()}
+        policies = {name: (state.policy_cls, state.config.options)
+                    for name, state in self.pools.items()}
+        self.route_scopes = {
+            lst.name: route_scope(lst, registry.parsers[lst.protocol](max_head=lst.max_head),
+                                  policies) for lst in config.listeners}
 
     # ----------------------------------------------------------------- workers
 
     def spawn(self, index: int) -> None:
         parent, child = socket.socketpair()
         proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
-                                args=(self.config, self.registry, child, index, self.use_uvloop),
+                                args=(self.config, self.registry, child, index, self.use_uvloop,
+                                      self.splice),
                                 daemon=False)
         proc.start()
         child.close()
         self.workers[index] = WorkerHandle(index, proc, parent)
+        for pool, state in self.pools.items():  # a restarted worker learns who is down
+            for i, up in enumerate(state.admin_up):
+                if not up:
+                    with contextlib.suppress(OSError):
+                        parent.sendall(json.dumps({"op": "health", "pool": pool, "index": i,
+                                                   "up": False}).encode() + b"\n")
         log.info("worker %d started (pid %d)", index, proc.pid)
 
     def broadcast(self, message: dict[str, Any]) -> None:

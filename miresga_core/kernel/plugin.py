@@ -23,6 +23,10 @@ class KernelOptions:
     workers: int = opt(0, check=lambda v: None if v >= 0 else "must be >= 0",
                        doc="worker processes; 0 = one per CPU core")
     uvloop: bool = opt(True, doc="use uvloop when it is installed")
+    splice: str = opt("auto", check=lambda v: None if v in ("auto", "sockmap", "relay")
+                      else "must be \"auto\", \"sockmap\" or \"relay\"",
+                      doc="response bodies and tunnels: sockmap = in-kernel splice (eBPF, "
+                          "needs root), relay = user space, auto = sockmap when permitted")
     rules: Literal["c", "python", "prototype"] = opt(
         "c", doc="how requests are decided: the compiled rule program in the C VM (Python VM "
                  "when the extension is missing, logged), the Python VM, or the parser's "
@@ -36,9 +40,9 @@ class KernelDataPlane:
     def run(self, config: Config, pm: pluggy.PluginManager, registry: Registry) -> int:
         opts: KernelOptions = config.dataplane.options or KernelOptions()
         check_bindable(config)
-        master = Master(config, registry, opts.workers, opts.uvloop)
+        master = Master(config, registry, opts.workers, opts.uvloop, opts.splice)
         if master.count == 1 and config.admin.listen is None and not _has_health(config):
-            serve_worker(config, registry, None, 0, opts.uvloop)  # no master needed
+            serve_worker(config, registry, None, 0, opts.uvloop, opts.splice)  # no master
         else:
             asyncio.run(master.main())
         return 0

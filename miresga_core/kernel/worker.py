@@ -27,6 +27,7 @@ from ..plugins import Registry
 from ..routing import PoolState, Router
 from ..session import SessionContext, Stats
 from .shell import ClientConnection, ConnectionPool
+from .splice import Splicer, open_splicer
 
 __all__ = ["Runtime", "listen_socket", "serve_worker"]
 
@@ -56,6 +57,7 @@ class Runtime:
         self.routers = {listener.name: Router(listener, self.pools)
                         for listener in config.listeners}
         self.stats: dict[str, Stats] = {listener.name: Stats() for listener in config.listeners}
+        self.bytes = Stats()  # relayed / spliced byte counters of the whole worker
 
     def session_factory(self, listener: ListenerConfig) -> Any:
         router = self.routers[listener.name]
@@ -74,10 +76,31 @@ class Runtime:
 
 
 async def _serve(config: Config, registry: Registry, control: socket.socket | None,
-                 worker_id: int) -> None:
+                 worker_id: int, splice: str = "auto") -> None:
     loop = asyncio.get_running_loop()
     runtime = Runtime(config, registry)
-    pool = ConnectionPool()
+    splicer = open_splicer(splice)
+    if splicer is not None:
+        loop.add_reader(splicer.events_fd, splicer.poll_events)
+        if worker_id == 0:
+            log.info("splicing response bodies and tunnels in the kernel (sockmap)")
+    pool = ConnectionPool(splicer, runtime.bytes)
+    try:
+        await _run(config, runtime, pool, control, worker_id)
+    finally:
+        pool.close_all()
+        _close_splicer(loop, splicer)
+
+
+def _close_splicer(loop: asyncio.AbstractEventLoop, splicer: Splicer | None) -> None:
+    if splicer is not None:
+        loop.remove_reader(splicer.events_fd)
+        splicer.close()
+
+
+async def _run(config: Config, runtime: Runtime, pool: ConnectionPool,
+               control: socket.socket | None, worker_id: int) -> None:
+    loop = asyncio.get_running_loop()
     clients: set[ClientConnection] = set()
     servers = []
     for listener in config.listeners:
@@ -136,14 +159,18 @@ def _control_message(msg: dict[str, Any], control: socket.socket, runtime: Runti
         runtime.pools[msg["pool"]].set_up(msg["index"], msg["up"], time.monotonic())
     elif op == "stats":
         stats = {name: dataclasses.asdict(s) for name, s in runtime.stats.items()}
-        reply = {"worker": worker_id, "pid": os.getpid(), "stats": stats}
+        now = time.monotonic()  # passive health lives in each worker: report it too
+        pools = {name: state.status(now) for name, state in runtime.pools.items()}
+        reply = {"worker": worker_id, "pid": os.getpid(), "stats": stats, "pools": pools,
+                 "bytes": {"relayed": runtime.bytes.relayed_bytes,
+                           "spliced": runtime.bytes.spliced_bytes}}
         control.setblocking(True)
         control.sendall(json.dumps(reply).encode() + b"\n")
         control.setblocking(False)
 
 
 def serve_worker(config: Config, registry: Registry, control: socket.socket | None,
-                 worker_id: int, use_uvloop: bool = True) -> None:
+                 worker_id: int, use_uvloop: bool = True, splice: str = "auto") -> None:
     """Entry point of a worker process (or of the only process, with workers = 1)."""
     if use_uvloop:
         try:
@@ -152,4 +179,4 @@ def serve_worker(config: Config, registry: Registry, control: socket.socket | No
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             log.info("uvloop not installed: using the default asyncio loop")
-    asyncio.run(_serve(config, registry, control, worker_id))
+    asyncio.run(_serve(config, registry, control, worker_id, splice))

@@ -84,6 +84,7 @@ class XdpController:
         self.demo: list[subprocess.Popen[bytes]] = []
         self.members: list[int] = []
         self.last_rotation = 0.0
+        self.last_sweep = 0.0
 
     # ------------------------------------------------------------------ start / stop
 
@@ -168,7 +169,9 @@ class XdpController:
         """Periodic work: cookie rotation; restart nothing (a dead front-end is reported)."""
         if time.monotonic() - self.last_rotation >= self.opts.cookie_rotate_s:
             self.rotate_secret()
-        self.sweep_agents()
+        if time.monotonic() - self.last_sweep >= 1.0:
+            self.sweep_agents()
+            self.last_sweep = time.monotonic()
         for i, proc in self.frontends.items():
             if proc.poll() is not None:
                 raise MiresgaError(f"front-end {i} exited with status {proc.returncode}")

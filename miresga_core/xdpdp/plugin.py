@@ -14,6 +14,8 @@ from ..config import Config
 from ..plugins import Registry
 from .controller import XdpController, XdpOptions
 
+__all__ = ["XdpDataPlane", "miresga_add_dataplanes"]
+
 log = logging.getLogger("miresga.xdp")
 
 

@@ -78,9 +78,13 @@ static __always_inline int flow_expire(struct flow *f, struct flow_key *key, __u
 
 	if (!cfg)
 		return 0;
-	if (f->closed_ns && now - f->closed_ns > cfg->grace_ns)
+	/* signed: another CPU (ingress vs egress) may have stored a last_ns / closed_ns
+	 * later than the ``now`` this CPU read; unsigned, that difference wraps and a busy
+	 * flow would be removed as idle in the middle of a transfer */
+	if (f->closed_ns && (__s64)(now - f->closed_ns) > (__s64)cfg->grace_ns)
 		why = CNT_CLOSED_REMOVED;
-	else if (cfg->idle_timeout_ns && now - f->last_ns > cfg->idle_timeout_ns)
+	else if (cfg->idle_timeout_ns &&
+		 (__s64)(now - f->last_ns) > (__s64)cfg->idle_timeout_ns)
 		why = CNT_IDLE_REMOVED;
 	else
 		return 0;

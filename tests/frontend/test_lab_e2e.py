@@ -149,6 +149,17 @@ def test_lost_forged_syn_is_resent(lab: XdpLab) -> None:
         lab, "syn_retransmit")  # the resends never opened a second leg
 
 
+def test_offload_none_passes_every_packet_through_the_frontend(lab: XdpLab) -> None:
+    settle()
+    before = fe_total(lab, "tx")
+    offloads = fe_total(lab, "offload")
+    r = lab.curl("/none/1m")
+    assert r.stdout == (lab.www / "1m").read_bytes(), r.stderr
+    settle()
+    assert fe_total(lab, "offload") == offloads  # never offloaded
+    assert fe_total(lab, "tx") - before > 700  # the response came through us
+
+
 def test_wrk_through_the_vip(lab: XdpLab) -> None:
     r = lab.client(["wrk", "-t1", "-c8", "-d3s", "--timeout", "3s",
                     f"http://{VIP}/whoami"], timeout=30)
@@ -279,9 +290,10 @@ def test_backend_reset_reaches_client(lab: XdpLab) -> None:
     assert outcome == "reset" and fe_total(lab, "rst_backend") == before + 1
 
 
-def _download(path: str, rate: str) -> subprocess.Popen[bytes]:
+def _download(path: str, rate: str, port: int = 0) -> subprocess.Popen[bytes]:
+    local = f"--local-port {port} " if port else ""
     return subprocess.Popen(["ip", "netns", "exec", f"{PREFIX}c0", "sh", "-c",
-                             f"curl -sS --path-as-is --limit-rate {rate} --max-time 60 "
+                             f"curl -sS --path-as-is {local}--limit-rate {rate} --max-time 60 "
                              f"http://{VIP}{path} | sha256sum"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -337,11 +349,23 @@ def test_adding_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None
         assert lab.curl("/whoami").stdout == b"b0\n"
 
 
+def _ports_for(lab: XdpLab, frontend: int, n: int, start: int) -> list[int]:
+    """Client ports whose flows hash to ``frontend`` now (the switch's active table)."""
+    from miresga_core.dataplane.flowhash import lb_bucket
+
+    buckets = lab.ctl.switch.buckets()
+    client = lab.ctl.spec.hosts("client")[0].addr
+    return [p for p in range(start, start + 4000)
+            if buckets[lb_bucket(client, p)] == frontend][:n]
+
+
 def test_removing_a_frontend_keeps_live_connections(lab: XdpLab, big: str) -> None:
-    live = [_download("/big", "40M") for _ in range(4)]  # some on each front-end
-    time.sleep(0.8)
+    ports = _ports_for(lab, 0, 2, 20000) + _ports_for(lab, 1, 2, 20000)
+    live = [_download("/big", "40M", port) for port in ports]  # two on each front-end
+    time.sleep(0.3)
     settle()
-    assert all(s["conns"] > 0 for s in lab.ctl.frontend_stats().values())
+    stats = lab.ctl.frontend_stats()
+    assert all(s["conns"] >= 2 for s in stats.values()), stats
     drained = lab.ctl.remove_frontend(1, drain_timeout_s=30)
     assert drained < 30
     for p in live:

@@ -445,3 +445,20 @@ def test_reordered_segment_of_a_live_connection_is_not_a_new_one(fe):
     assert c.request(req[1000:], seq=seq_add(c.seq, 1000)) == []  # ahead: reordering
     c.request(req[:1000], advance=False)
     assert fe.counters["reincarnated"] == 0 and fe.counters["out_of_order"] == 1
+
+
+def test_incomplete_request_then_fin(fe):
+    """No leg yet: the client is reset. A leg exists: the partial request and the FIN go
+    to it (the backend answers the truncated request), the connection closes normally."""
+    c = Client(fe)
+    c.request(b"GET / HTT")
+    (rst,) = segs(c.send(ACK | FIN))
+    assert rst.has(RST) and not fe.conns
+    d = Client(fe, addr=Address("10.0.1.12", 6))
+    b = established(d)
+    b.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    d.ack = seq_add(d.ack, b.sent)
+    assert segs(d.request(b"GET /green/x HT")) == []  # undecided: held
+    data, fin = segs(d.send(ACK | FIN))
+    assert (data.dst, data.payload) == (BLUE.host, b"GET /green/x HT")
+    assert fin.has(FIN) and fin.seq == seq_add(data.seq, len(data.payload))

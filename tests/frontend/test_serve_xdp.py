@@ -71,6 +71,24 @@ def test_miresga_serve_xdp_lab(tmp_path: Path) -> None:
         time.sleep(4.5)  # two cookie rotations: new connections still validate
         for _ in range(5):
             assert re.search(r"x-backend: b0", curl("/after-rotation"), re.I)
+        # the running controller sweeps closed flows out of the agents (grace 2 s)
+        from miresga_core.lab.spec import LabSpec
+        from miresga_core.xdpdp.agents import agent_maps
+
+        pins = LabSpec(prefix="mrf-").pin_dir
+        deadline = time.monotonic() + 15
+        while True:
+            counts = []
+            for ns in ("mrf-b0", "mrf-b1"):
+                maps = agent_maps(pins, ns)
+                try:
+                    counts.append(len(maps.flows()))
+                finally:
+                    maps.close()
+            if counts == [0, 0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert counts == [0, 0]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

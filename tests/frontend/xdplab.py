@@ -40,6 +40,10 @@ def config_text(run_dir: Path, frontends: int = 1, idle: float = 30.0) -> str:
         offload = "pin"
         match = {{ path = {{ prefix = "/pin" }} }}
         [[listeners.routes]]
+        pool = "blue"
+        offload = "none"
+        match = {{ path = {{ prefix = "/none/" }} }}
+        [[listeners.routes]]
         pool = "both"
         match = {{ path = {{ prefix = "/rr" }} }}
         [pools.blue]
@@ -83,6 +87,7 @@ def nginx_conf(root: Path, work: Path, addr: str, name: str) -> str:
                 root {root};
                 add_header X-Backend {name};
                 location ~ whoami$ {{ return 200 "{name}\\n"; }}
+                location /none/ {{ alias {root}/; }}
                 location ~ echo$ {{ return 200 "{name} $request_method $content_length\\n"; }}
             }}
         }}

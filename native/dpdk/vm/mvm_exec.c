@@ -12,19 +12,20 @@
 
 /* Dispatch: computed goto through a table generated from opcodes.py (MVM_FOREACH_OP) where
  * the compiler has it, else the portable switch (build with -DMVM_NO_JUMPTABLE). Cases are
- * written once with VMCASE and end in GO(next pc). */
+ * written once with VMCASE and end in NEXT / JUMP(pc) / JUMP_IF(cond). */
 #if defined(__GNUC__) && !defined(MVM_NO_JUMPTABLE)
 #define MVM_USE_JUMPTABLE 1
 #define JT_ENTRY(n) &&L_##n,
 #define VMCASE(n) case MVM_OP_##n: L_##n:
-#define DISPATCH() do { in = &p->code[pc]; sb = &s[in->b]; goto *jt[in->op]; } while (0)
+#define DISPATCH() do { sb = &s[in->b]; goto *jt[in->op]; } while (0)
 #else
 #define VMCASE(n) case MVM_OP_##n:
 #define DISPATCH() continue
 #endif
-#define GO(newpc) { pc = (newpc); DISPATCH(); }
-#define NEXT GO(pc + 1)
-#define JUMP_IF(cond) GO((cond) ? in->j : pc + 1)
+#define GO(target) { in = (target); DISPATCH(); }
+#define NEXT GO(in + 1)
+#define JUMP(pc) GO(code + (pc))
+#define JUMP_IF(cond) GO((cond) ? code + in->j : in + 1)
 
 static const uint8_t empty_input[1];
 
@@ -142,7 +143,8 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 {
 	int64_t r[MVM_NREGS] = { 0 };
 	struct sl s[MVM_NSREGS] = { { 0, 0 } };
-	uint32_t budget = p->loop_budget, pc = 0;
+	uint32_t budget = p->loop_budget;
+	const struct mvm_insn *const code = p->code;
 	const int64_t n = (int64_t)len;
 
 	if (!buf)
@@ -154,14 +156,13 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 	res->decision = -1;
 	res->out[MVM_F_BACKEND] = -1;
 
-	const struct mvm_insn *in;
+	const struct mvm_insn *in = code;
 	const struct sl *sb;
 #ifdef MVM_USE_JUMPTABLE
 	static const void *const jt[MVM_OP__COUNT] = { MVM_FOREACH_OP(JT_ENTRY) };
 	DISPATCH();
 #endif
 	for (;;) {
-		in = &p->code[pc];
 		sb = &s[in->b];
 		switch (in->op) {
 		VMCASE(NOP) NEXT;
@@ -178,7 +179,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 			res->reason = p->consts[in->j].p;
 			res->reason_len = p->consts[in->j].len;
 			return;
-		VMCASE(JMP) GO(in->j);
+		VMCASE(JMP) JUMP(in->j);
 		VMCASE(LOOP)
 			if (budget == 0) {
 				static const char msg[] = "loop budget exhausted";
@@ -188,7 +189,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 				return;
 			}
 			budget--;
-			GO(in->j);
+			JUMP(in->j);
 		VMCASE(JEQ) JUMP_IF(R(in->a) == R(in->b));
 		VMCASE(JNE) JUMP_IF(R(in->a) != R(in->b));
 		VMCASE(JLT) JUMP_IF(R(in->a) < R(in->b));
@@ -285,7 +286,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 					v = v * 10 + d;
 			}
 			if (!ok)
-				GO(in->j);
+				JUMP(in->j);
 			R(in->a) = v;
 			NEXT;
 		}
@@ -308,7 +309,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 			const uint8_t *q = buf + sr->off;
 			const uint8_t *nl = memchr(q, '\n', (size_t)sr->len);
 			if (!nl)
-				GO(in->j);
+				JUMP(in->j);
 			int64_t lf = nl - q, n = lf > 0 && q[lf - 1] == '\r' ? lf - 1 : lf;
 			int64_t off = sr->off;
 			*sr = (struct sl){ off + lf + 1, sr->len - lf - 1 };

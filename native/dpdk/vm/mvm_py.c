@@ -1,9 +1,10 @@
 /* mvm_py.c -- the CPython extension miresga_core._mvm: the C VM for the `kernel` data plane.
  *
- *   _mvm.Program(data)            load + verify (ValueError with the verifier's message)
+ *   _mvm.Program(data, kinds=None) load + verify (ValueError with the verifier's message);
+ *                                 kinds: 4 objects returned for route, needmore, reject,
+ *                                 error (default: the numbers 0..3)
  *   Program.run(buf, args=())     -> (kind, decision, status, reason, head_len, framing,
- *                                     content_length, flags, backend); kind: 0 route,
- *                                     1 needmore, 2 reject, 3 error
+ *                                     content_length, flags, backend)
  *   Program.bench(buf, n, args=())  run n times in C (bench/vm), return the last result
  *
  * The GIL is released around long runs only (bench); one decision is shorter than the
@@ -16,23 +17,37 @@
 typedef struct {
 	PyObject_HEAD
 	struct mvm_prog *prog;
+	PyObject *kinds[4];             /* names of the outcome kinds, or NULL: ints */
 } ProgramObject;
 
 static void Program_dealloc(ProgramObject *self)
 {
 	mvm_free(self->prog);
+	for (int i = 0; i < 4; i++)
+		Py_CLEAR(self->kinds[i]);
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Program_init(ProgramObject *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = { "data", NULL };
+	static char *kwlist[] = { "data", "kinds", NULL };
 	Py_buffer buf;
+	PyObject *kinds = NULL;
 	char err[256];
 	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "y*", kwlist, &buf))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|O", kwlist, &buf, &kinds))
 		return -1;
+	if (kinds) {
+		if (!PyTuple_Check(kinds) || PyTuple_GET_SIZE(kinds) != 4) {
+			PyBuffer_Release(&buf);
+			PyErr_SetString(PyExc_TypeError, "kinds must be a tuple of 4 names");
+			return -1;
+		}
+		for (int i = 0; i < 4; i++) {
+			Py_XSETREF(self->kinds[i], Py_NewRef(PyTuple_GET_ITEM(kinds, i)));
+		}
+	}
 	mvm_free(self->prog);
 	self->prog = NULL;
 	rc = mvm_load(buf.buf, (size_t)buf.len, &self->prog, err, sizeof(err));
@@ -71,38 +86,57 @@ static int parse_args(PyObject *seq, int64_t *out, int *n)
 	return 0;
 }
 
-static PyObject *result_tuple(const struct mvm_result *r)
+static PyObject *result_tuple(ProgramObject *self, const struct mvm_result *r)
 {
-	return Py_BuildValue("(iiiy#LLLLL)", r->kind, r->decision, r->status,
-			     r->reason ? (const char *)r->reason : "", (Py_ssize_t)r->reason_len,
-			     (long long)r->out[MVM_F_HEAD_LEN], (long long)r->out[MVM_F_FRAMING],
-			     (long long)r->out[MVM_F_CONTENT_LENGTH], (long long)r->out[MVM_F_FLAGS],
-			     (long long)r->out[MVM_F_BACKEND]);
+	PyObject *t = PyTuple_New(9);
+	PyObject *kind;
+
+	if (!t)
+		return NULL;
+	kind = self->kinds[r->kind] ? Py_NewRef(self->kinds[r->kind]) : PyLong_FromLong(r->kind);
+	PyTuple_SET_ITEM(t, 0, kind);
+	PyTuple_SET_ITEM(t, 1, PyLong_FromLong(r->decision));
+	PyTuple_SET_ITEM(t, 2, PyLong_FromLong(r->status));
+	PyTuple_SET_ITEM(t, 3, PyBytes_FromStringAndSize(r->reason ? (const char *)r->reason : "",
+							 (Py_ssize_t)r->reason_len));
+	PyTuple_SET_ITEM(t, 4, PyLong_FromLongLong(r->out[MVM_F_HEAD_LEN]));
+	PyTuple_SET_ITEM(t, 5, PyLong_FromLongLong(r->out[MVM_F_FRAMING]));
+	PyTuple_SET_ITEM(t, 6, PyLong_FromLongLong(r->out[MVM_F_CONTENT_LENGTH]));
+	PyTuple_SET_ITEM(t, 7, PyLong_FromLongLong(r->out[MVM_F_FLAGS]));
+	PyTuple_SET_ITEM(t, 8, PyLong_FromLongLong(r->out[MVM_F_BACKEND]));
+	for (int i = 0; i < 9; i++) {
+		if (!PyTuple_GET_ITEM(t, i)) {
+			Py_DECREF(t);
+			return NULL;
+		}
+	}
+	return t;
 }
 
-static PyObject *Program_run(ProgramObject *self, PyObject *args, PyObject *kw)
+/* run(buf, args=()) with the vectorcall convention: one decision per call from the data
+ * plane, so the argument parsing is done by hand */
+static PyObject *Program_run(ProgramObject *self, PyObject *const *argv, Py_ssize_t argc)
 {
-	static char *kwlist[] = { "buf", "args", NULL };
 	Py_buffer buf;
-	PyObject *seq = NULL;
 	int64_t a[MVM_NARGS];
-	int na;
+	int na = 0;
 	struct mvm_result res;
 
 	if (!self->prog) {
 		PyErr_SetString(PyExc_RuntimeError, "program not loaded");
 		return NULL;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|O", kwlist, &buf, &seq))
-		return NULL;
-	if (parse_args(seq, a, &na) < 0) {
-		PyBuffer_Release(&buf);
+	if (argc < 1 || argc > 2) {
+		PyErr_SetString(PyExc_TypeError, "run(buf, args=())");
 		return NULL;
 	}
+	if (argc == 2 && parse_args(argv[1], a, &na) < 0)
+		return NULL;
+	if (PyObject_GetBuffer(argv[0], &buf, PyBUF_SIMPLE) < 0)
+		return NULL;
 	mvm_exec(self->prog, buf.buf, (size_t)buf.len, a, na, &res);
-	PyObject *out = result_tuple(&res);
 	PyBuffer_Release(&buf);
-	return out;
+	return result_tuple(self, &res);
 }
 
 static PyObject *Program_bench(ProgramObject *self, PyObject *args, PyObject *kw)
@@ -131,13 +165,13 @@ static PyObject *Program_bench(ProgramObject *self, PyObject *args, PyObject *kw
 	for (Py_ssize_t i = 0; i < n; i++)
 		mvm_exec(self->prog, buf.buf, (size_t)buf.len, a, na, &res);
 	Py_END_ALLOW_THREADS
-	PyObject *out = result_tuple(&res);
+	PyObject *out = result_tuple(self, &res);
 	PyBuffer_Release(&buf);
 	return out;
 }
 
 static PyMethodDef Program_methods[] = {
-	{ "run", (PyCFunction)(void (*)(void))Program_run, METH_VARARGS | METH_KEYWORDS,
+	{ "run", (PyCFunction)(void (*)(void))Program_run, METH_FASTCALL,
 	  "run(buf, args=()) -> result tuple" },
 	{ "bench", (PyCFunction)(void (*)(void))Program_bench, METH_VARARGS | METH_KEYWORDS,
 	  "bench(buf, n, args=()) -> last result tuple" },

@@ -53,6 +53,12 @@ class LengthBody:
         self.remaining -= take
         return take
 
+    def skip(self, n: int) -> None:
+        """``n`` body bytes went by without us (spliced in the kernel)."""
+        if n > self.remaining:
+            raise FramingError(f"{n} bytes spliced, only {self.remaining} left in the body")
+        self.remaining -= n
+
 
 class UntilClose:
     """A body delimited by the end of the stream (close-delimited responses, tunnels)."""

@@ -39,6 +39,8 @@ from miresga_core.session import (
     SendBackend,
     SendClient,
     SessionContext,
+    SpliceNextResponse,
+    SpliceResponse,
     Timer,
     Tunnel,
 )
@@ -57,6 +59,9 @@ __all__ = ["Http1Session", "local_response"]
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSED = "HEAD", "CONNECT", "FORWARD", "TUNNEL", "CLOSED"
 _BUFFER_LIMIT = 256 * 1024  # client bytes held while a backend is not ready
+# Bodies shorter than this are relayed: arming a splice costs a few syscalls, about what
+# relaying that many bytes costs.
+SPLICE_MIN = 16 * 1024
 
 _PHRASES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
@@ -95,6 +100,7 @@ class Http1Session:
         self.client_eof = False
         self.backend_eof = False
         self.head_timer = False
+        self.head_forwarded = False  # the kernel already sent the response head
 
     # ----------------------------------------------------------------- client side
 
@@ -147,6 +153,9 @@ class Http1Session:
             self.buf.clear()
             return out + self._resume()
         self.state = FORWARD
+        assert self.head is not None
+        if self.head.method != "HEAD" and not self.head.upgrade:
+            out.append(SpliceNextResponse(SPLICE_MIN))  # armed before the request leaves
         out.append(SendBackend(self.pending))
         if self.buf and self.req_body is not None:
             self.buf[:] = self._forward_body(bytes(self.buf), out)
@@ -330,13 +339,48 @@ class Http1Session:
             self.resp_body = body_reader(resp.body, resp.length)
             rest = bytes(self.resp_buf)
             self.resp_buf.clear()
+            if self.head_forwarded:
+                return out  # the kernel forwards this response; on_spliced reports it
             out.append(SendClient(head_bytes))
             if self.resp_body is None:
                 return out + self._response_done(now, reuse=resp.keep_alive, extra=rest)
             if rest:
                 out += self._response_body(rest, now)
+            body = self.resp_body
+            if isinstance(body, LengthBody) and body.remaining >= SPLICE_MIN \
+                    and self.state == FORWARD:
+                out.append(SpliceResponse(body.remaining))
             return out
         return out
+
+    def on_response_head_spliced(self, head: bytes, now: float) -> list[Action]:
+        """The kernel sent this response head (and will send its body) to the client."""
+        if self.state != FORWARD or self.resp is not None:
+            return [Log("error", f"{self._who()}: unexpected spliced response head")] + \
+                self._close(release=True)
+        self.head_forwarded = True
+        try:
+            self.resp_buf += head
+            out = self._response_head(now)
+        finally:
+            self.head_forwarded = False
+        if not isinstance(self.resp_body, LengthBody):  # the program checked; be sure
+            return out + [Log("error", f"{self._who()}: spliced head without a length")] + \
+                self._close(release=True)
+        return out
+
+    def on_spliced(self, nbytes: int, now: float) -> list[Action]:
+        """The kernel forwarded ``nbytes`` body bytes of the current response."""
+        if self.state != FORWARD or not isinstance(self.resp_body, LengthBody):
+            return []
+        try:
+            self.resp_body.skip(nbytes)
+        except FramingError as exc:
+            return [Log("error", f"{self._who()}: {exc}")] + self._close(release=True)
+        if self.resp_body.done:
+            assert self.resp is not None
+            return self._response_done(now, reuse=self.resp.keep_alive)
+        return []
 
     def _response_body(self, data: bytes, now: float) -> list[Action]:
         assert self.resp_body is not None

@@ -25,6 +25,8 @@ CORPUS = [
     b"GET / HTTP/1.1\nHost: a.example\n\n", b"GET / HTTP/1.1\r\nHost: a\r\n\nrest",
     b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\nGET / HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n", b"GET / HTTP/2.0\r\n\r\n",
+    b"GET / HTTP/0.9\r\n\r\n", b"GET / HTTP/..1\r\n\r\n", b"GET / HTTP/1..\r\n\r\n",
+    b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n", b"GET / HTTPS1.1\r\n\r\n", b"GET / HTTP/1-1\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", b"GET / http/1.1\r\nHost: a\r\n\r\n",
     b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /\x80 HTTP/1.1\r\nHost: a\r\n\r\n",

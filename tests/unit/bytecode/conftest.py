@@ -24,6 +24,14 @@ def mvm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build / "mvm_run"
 
 
+@pytest.fixture(scope="session", params=["all", "portable"])
+def mvm_run_any(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mvm_run with computed-goto dispatch, and with the portable switch."""
+    build = tmp_path_factory.mktemp(f"mvm_{request.param}")
+    _make(request.param, build)
+    return build / ("mvm_run" if request.param == "all" else "mvm_run_switch")
+
+
 @pytest.fixture(scope="session")
 def mvm_run_asan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("mvm_asan")

@@ -177,3 +177,25 @@ def test_cli_compile_prints_listing_and_size(tmp_path: Path, capsys) -> None:
     assert "; listener web" in out and "route d2" in out
     size = (tmp_path / "web.mvm").stat().st_size
     assert f"program size {size} bytes" in out
+
+
+def test_both_vms_refuse_bad_args_the_same_way() -> None:
+    p = compile_parser(Http1Parser())
+    runners = [PyVM(p)] + ([native.CVM(p)] if native.available() else [])
+    for runner in runners:
+        with pytest.raises(ValueError, match="at most 4 args"):
+            runner.run(b"", (1, 2, 3, 4, 5))
+        with pytest.raises((ValueError, OverflowError)):
+            runner.run(b"", (1 << 63,))
+
+
+def test_cli_compile_unknown_listener_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(CONFIG)
+    proc = subprocess.run([sys.executable, "-m", "miresga_core.cli", "compile", "-c", str(cfg),
+                           "--listener", "nope"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 2
+    assert "no listener named 'nope'" in proc.stderr and "Traceback" not in proc.stderr

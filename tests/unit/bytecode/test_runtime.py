@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from miresga_http1 import Http1Parser
 
-from miresga_core.api import NeedMore, Reject, RequestHead
 from miresga_core.bytecode import native
 from miresga_core.bytecode.runtime import CompiledListener
 from miresga_core.config import parse_config
@@ -56,12 +54,3 @@ def test_verdicts(compiled: CompiledListener) -> None:
 def test_round_robin_sequence_advances(compiled: CompiledListener) -> None:
     picks = {compiled.decide(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").backend for _ in range(4)}
     assert picks == {0, 1}
-
-
-def test_parse_function(compiled: CompiledListener) -> None:
-    parse = compiled.parse_function(Http1Parser(max_head=1024))
-    assert isinstance(parse(b"GET / HTTP/1.1\r\n"), NeedMore)
-    assert parse(b"GET / HTTP/1.1\r\n\r\n") == Reject(400, "malformed request")
-    head = parse(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert isinstance(head, RequestHead) and head.path == "/x"
-    assert compiled.disagreements == 0
