@@ -72,7 +72,9 @@ def decider(registry) -> ProgramDecider:
 
 
 def requests(rng: random.Random) -> bytes:
-    kind = rng.randrange(9)
+    kind = rng.randrange(10)
+    if kind == 9:
+        return b"GET /partial HTTP/1.1\r\nHo"  # a head the client never finishes
     if kind == 0:
         body = bytes(rng.randrange(256) for _ in range(rng.choice((0, 5, 900, 2500))))
         return (b"POST /green/up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
@@ -209,6 +211,11 @@ class World:
         self.feed(self.cseg(c, ACK))
 
     def client_fin(self, c: Cl) -> None:
+        if self.rng.random() < 0.3:  # a request head cut short by the FIN
+            part = self.cseg(c, ACK | PSH, b"GET /partial HTTP/1.1\r\nHo")
+            c.seq = seq_add(c.seq, len(b"GET /partial HTTP/1.1\r\nHo"))
+            c.history.append(part)
+            self.feed(part)
         raw = self.cseg(c, ACK | FIN)
         c.seq = seq_add(c.seq, 1)
         c.history.append(raw)

@@ -603,6 +603,12 @@ static void flush_fin(struct mfe *m, struct fe_conn *c, int64_t now)
 		reset_client(m, c);
 		return;
 	}
+	if (c->pending.len && c->remaining == 0) {
+		/* an incomplete request before the FIN can never be decided: it goes where the
+		 * connection already goes, and that backend answers the truncated request */
+		c->remaining = -1;
+		pump(m, c, now);
+	}
 	if (c->pending.len || l->state != LEG_ESTABLISHED || l->fin_sent)
 		return;
 	s = mkseg(c->cip, l->bip, c->cport, l->bport, l->sent_upto, c->ack, FE_FIN | FE_ACK,
