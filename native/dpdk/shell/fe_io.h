@@ -26,6 +26,7 @@ struct fe_shard {
 	uint8_t offl[4 + 65000];  /* u32 batch number, then the records of the next batch */
 	uint32_t offl_len;        /* record bytes after the batch number */
 	int offl_fd;              /* unix datagram socket to the controller, or -1 */
+	char offl_path[108];      /* where it is bound (acks come back there) */
 	uint32_t offl_seq, offl_acked; /* last batch sent / last batch the controller applied */
 	struct rte_mbuf *hold[FE_HOLD_MAX];
 	uint32_t nhold;

@@ -71,8 +71,6 @@ static int unix_dgram(const char *bind_path, const char *connect_path)
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", bind_path);
 		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 			goto fail;
-	} else if (bind(fd, (struct sockaddr *)&a, sizeof(sa_family_t)) < 0) {
-		goto fail; /* autobind: an abstract address the peer can answer to */
 	}
 	if (connect_path) {
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", connect_path);
@@ -223,6 +221,8 @@ static int parse_args(int argc, char **argv)
 	}
 	if (!opt_config)
 		return fprintf(stderr, "miresga-fe: --config is required\n"), -1;
+	if (opt_offl && strlen(opt_offl) + 5 > sizeof(((struct sockaddr_un *)0)->sun_path))
+		return fprintf(stderr, "miresga-fe: --offload-socket path too long\n"), -1;
 	return 0;
 }
 
@@ -299,7 +299,10 @@ int main(int argc, char **argv)
 		s->pool = pool;
 		memcpy(s->own_mac, mac.addr_bytes, 6);
 		memcpy(s->gw_mac, gw_mac, 6);
-		s->offl_fd = opt_offl ? unix_dgram(NULL, opt_offl) : -1;
+		/* each shard binds <offload socket>.<queue> so the controller can answer (acks);
+		 * a path, not an abstract address: those do not cross network namespaces */
+		snprintf(s->offl_path, sizeof(s->offl_path), "%s.%u", opt_offl ? opt_offl : "", i);
+		s->offl_fd = opt_offl ? unix_dgram(s->offl_path, opt_offl) : -1;
 		if (opt_offl && s->offl_fd < 0) {
 			fprintf(stderr, "miresga-fe: offload socket %s: %s\n", opt_offl, strerror(errno));
 			goto out;
@@ -320,8 +323,10 @@ out:
 	for (i = 0; i < nshards; i++)
 		if (shards[i]) {
 			mfe_free(shards[i]->m);
-			if (shards[i]->offl_fd >= 0)
+			if (shards[i]->offl_fd >= 0) {
 				close(shards[i]->offl_fd);
+				unlink(shards[i]->offl_path);
+			}
 			free(shards[i]);
 		}
 	if (ctl_fd >= 0) {
