@@ -67,8 +67,16 @@ def fe_config() -> FrontendConfig:
     return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **FC)
 
 
+_COMPILED: list[tuple[object, ProgramDecider]] = []
+
+
 def decider(registry) -> ProgramDecider:
-    return ProgramDecider.from_config(parse_config(CONFIG, registry), "web", registry)
+    """A fresh decider (its route counter at 0); the program is compiled once."""
+    d = next((d for r, d in _COMPILED if r is registry), None)
+    if d is None:
+        d = ProgramDecider.from_config(parse_config(CONFIG, registry), "web", registry)
+        _COMPILED.append((registry, d))
+    return ProgramDecider(d.program, d.pools)
 
 
 def requests(rng: random.Random) -> bytes:
