@@ -133,3 +133,37 @@ def test_parse_refuses_what_python_refuses(libmfe, data):
     except P.PacketError:
         ok = False
     assert (r == 0) == ok
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("cookie 12", "cookie keys are 16 hex digits"),
+    ("agent_key 2 " + "00" * 16 + " 1", "agent key"),
+    ("vip 10.0.0.300 80 7 1460 /nonexistent", "bad address"),
+    ("vip 10.0.0.1 80 7 1460 /nonexistent", "cannot read program"),
+    ("backend 10.0.0.9 80 0 10.0.2.1 8080", "unknown VIP/pool"),
+    ("frobnicate 1", "unknown line"),
+])
+def test_config_file_errors_name_the_line(libmfe, tmp_path, line, why):
+    import subprocess
+
+    from miresga_core.dpdk import build
+    conf = tmp_path / "fe.conf"
+    conf.write_text("cookie 0102030405060708\n" + line + "\n")
+    (tmp_path / "t.bin").write_bytes(b"")
+    r = subprocess.run([str(build.BUILD / "mfe_replay"), str(conf), str(tmp_path / "t.bin")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert f"{conf}:2: " in r.stderr and why in r.stderr, r.stderr
+
+
+def test_bad_program_file_is_refused(libmfe, tmp_path):
+    import subprocess
+
+    from miresga_core.dpdk import build
+    (tmp_path / "p.mvm").write_bytes(b"MVM1" + bytes(40))
+    conf = tmp_path / "fe.conf"
+    conf.write_text(f"cookie 0102030405060708\nvip 10.0.0.1 80 7 1460 {tmp_path / 'p.mvm'}\n")
+    (tmp_path / "t.bin").write_bytes(b"")
+    r = subprocess.run([str(build.BUILD / "mfe_replay"), str(conf), str(tmp_path / "t.bin")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and f"{conf}:2: " in r.stderr, r.stderr

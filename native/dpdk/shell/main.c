@@ -6,9 +6,10 @@
  * One generic loop per lcore, testpmd style: rx burst -> stage(pkts, n) -> tx burst, a
  * drain timer for the machine's timers and the offload batch, and force_quit on SIGINT /
  * SIGTERM. The loop never looks inside a packet; the stage (fe_io.c) is the front-end.
- * Each lcore owns one queue pair and one machine (its shard of the flow table): RSS (or
- * af_packet fanout) keeps a flow on one queue. Idle polling backs off to short sleeps so
- * an idle front-end does not burn a core (small machines share their cores).
+ * The loop is written per lcore (one queue pair and one machine, its shard of the flow
+ * table, per lcore), but main() runs one shard for now: the two directions of a
+ * connection hash to different queues (see main). Idle polling backs off to short sleeps
+ * so an idle front-end does not burn a core (small machines share their cores).
  *
  * Control socket (unix datagram, text): "cookie <hex16> [<hex16>]" sets the cookie keys
  * (the controller reads them from the switch), "stats" writes the stats file now, "quit".
@@ -271,6 +272,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	nshards = rte_lcore_count();
+	if (nshards > 1) {
+		/* A connection's packets arrive in two directions, (client -> VIP) and
+		 * (backend -> client): RSS or af_packet fanout hash them to different queues,
+		 * but the state lives in one shard. Until packets are steered by the client
+		 * address (a dispatch ring or rte_flow), run one shard: refuse, do not corrupt. */
+		fprintf(stderr, "miresga-fe: %u lcores given; this build runs one shard (-l <one "
+			"lcore>): multi-queue steering by client address is not implemented\n", nshards);
+		goto out;
+	}
 	/* room for a 9000-byte MTU frame in one segment: the stage takes single segments */
 	pool = rte_pktmbuf_pool_create("mfe_pool", 2048 * nshards, 128, 0,
 				       FE_FRAME_MAX + RTE_PKTMBUF_HEADROOM, rte_socket_id());
