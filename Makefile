@@ -22,8 +22,10 @@ unit:  # fast tests only: no root, no namespaces, no slow end-to-end runs
 native:
 	$(MAKE) -C native/xdp
 	$(MAKE) -C native/dpdk/vm all ext
+	$(MAKE) -C native/dpdk
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	-$(MAKE) -C native/xdp clean
 	-$(MAKE) -C native/dpdk/vm clean
+	-$(MAKE) -C native/dpdk clean

@@ -61,6 +61,9 @@ class XdpOptions:
     idle_timeout_s: float = opt(300.0, check=lambda v: None if v > 0 else "must be > 0",
                                 doc="idle connection state expiry (front-end and agents)")
     run_dir: str = opt("/run/miresga/xdp", doc="stats files and generated keys")
+    frontend: str = opt("python", check=lambda v: None if v in ("python", "dpdk")
+                        else "python or dpdk",
+                        doc="front-end: the Python reference or the C/DPDK one (native/dpdk)")
     demo_backends: bool = opt(False, doc="start the demo HTTP backend on every backend host "
                               "the pools name (miresga backend)")
 
@@ -87,6 +90,9 @@ class XdpController:
 
     def start(self, frontends: int | None = None) -> None:
         """Everything up; ``frontends``: how many front-ends serve at first (default all)."""
+        if self.opts.frontend == "dpdk":
+            from ..dpdk.build import binary
+            binary()  # builds it, or says clearly why the C/DPDK front-end is not built
         try:
             if self.opts.manage_lab:
                 topology.up(self.spec)
@@ -239,7 +245,9 @@ class XdpController:
         host = next(h for h in self.spec.hosts("frontend") if h.index == i)
         stats = self.stats_file(i)
         stats.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "miresga_core.frontend.run", "--netns", host.ns,
+        module = "miresga_core.dpdk.run" if self.opts.frontend == "dpdk" else \
+            "miresga_core.frontend.run"
+        argv = [sys.executable, "-m", module, "--netns", host.ns,
                 "--iface", host.ifname, "--config", str(self.config.file),
                 "--pin-dir", str(self.spec.pin_dir),
                 "--agent-secret-file", str(self.agent_secret_file()),

@@ -1,0 +1,1 @@
+"""The C front-end (native/dpdk): build helper, ctypes binding and program decider."""

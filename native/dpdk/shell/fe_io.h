@@ -1,0 +1,56 @@
+/* fe_io.h -- the front-end's side of the DPDK shell: configuration file, the processing
+ * stage over a burst, the offload channel and the control socket. main.c holds the
+ * generic I/O loop, which never looks inside a packet. */
+#ifndef FE_IO_H
+#define FE_IO_H
+
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+
+#include "../fe/fe_config.h"
+#include "../fe/fe_machine.h"
+
+#define FE_BURST 32
+#define FE_TX_MAX 512   /* packets a burst may produce before the rest are counted lost */
+#define FE_HOLD_MAX 4096 /* frames held while an offload batch is being applied */
+#define FE_HOLD_NS 50000000LL /* the longest a frame waits for the controller's ack */
+
+struct fe_shard {
+	struct mfe *m;
+	uint16_t port, queue;
+	struct rte_mempool *pool;
+	uint8_t own_mac[6], gw_mac[6];
+	struct rte_mbuf *tx[FE_TX_MAX];
+	uint16_t ntx;
+	uint8_t offl[4 + 65000];  /* u32 batch number, then the records of the next batch */
+	uint32_t offl_len;        /* record bytes after the batch number */
+	int offl_fd;              /* unix datagram socket to the controller, or -1 */
+	char offl_path[108];      /* where it is bound (acks come back there) */
+	uint32_t offl_seq, offl_acked; /* last batch sent / last batch the controller applied */
+	struct rte_mbuf *hold[FE_HOLD_MAX];
+	uint32_t nhold;
+	int64_t hold_since;
+	uint64_t hold_timeouts;
+	uint64_t cookie_gen;      /* last cookie-key generation applied */
+	uint64_t rx, rx_other, tx_pkts, tx_drop, tx_nombuf, offl_msgs, offl_drop, oversize;
+};
+
+/* The processing stage: a burst of received frames in (they are freed), frames to send
+ * in s->tx (s->ntx), offload records appended to s->offl. */
+void fe_stage(struct fe_shard *s, struct rte_mbuf **pkts, uint16_t n, int64_t now_ns);
+
+/* Timers of the machine; outputs as in fe_stage. */
+void fe_timers(struct fe_shard *s, int64_t now_ns);
+
+/* Send the waiting offload records to the controller as one datagram. */
+void fe_flush_offloads(struct fe_shard *s);
+
+/* The end of a loop turn: offload batch out, then frames out -- but frames produced while
+ * a batch is not yet applied by the controller are held (in order) until its ack or
+ * FE_HOLD_NS: the switch must know a new backend leg before the packets that open it
+ * leave, as in the Python shell, or the client's ACKs still reach the old backend,
+ * whose RST then reaches the client. */
+void fe_output(struct fe_shard *s, int64_t now_ns);
+
+#endif /* FE_IO_H */

@@ -1,0 +1,348 @@
+/* main.c -- miresga-fe: the C front-end on DPDK.
+ *
+ *   miresga-fe <EAL args> -- --config FILE [--offload-socket PATH] [--ctl-socket PATH]
+ *              [--gateway-mac MAC] [--stats FILE]
+ *
+ * One generic loop per lcore, testpmd style: rx burst -> stage(pkts, n) -> tx burst, a
+ * drain timer for the machine's timers and the offload batch, and force_quit on SIGINT /
+ * SIGTERM. The loop never looks inside a packet; the stage (fe_io.c) is the front-end.
+ * The loop is written per lcore (one queue pair and one machine, its shard of the flow
+ * table, per lcore), but main() runs one shard for now: the two directions of a
+ * connection hash to different queues (see main). Idle polling backs off to short sleeps
+ * so an idle front-end does not burn a core (small machines share their cores).
+ *
+ * Control socket (unix datagram, text): "cookie <hex16> [<hex16>]" sets the cookie keys
+ * (the controller reads them from the switch), "stats" writes the stats file now, "quit".
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include "fe_io.h"
+
+#define NB_DESC 512
+#define FE_FRAME_MAX 12256 /* an af_packet ring frame of 3 pages, less its header */
+#define DRAIN_NS 5000000LL         /* timers and offload batches every 5 ms at the latest */
+#define IDLE_SPIN 64               /* empty polls before the loop starts to sleep */
+#define IDLE_SLEEP_MAX_US 1000
+
+static volatile sig_atomic_t force_quit;
+static struct fe_shard *shards[RTE_MAX_LCORE];
+static unsigned nshards;
+static const char *opt_config, *opt_offl, *opt_ctl, *opt_stats;
+static uint8_t gw_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+static int ctl_fd = -1;
+static _Atomic uint64_t cookie_gen;
+static uint8_t cookie_keys[2][8];
+static int cookie_has_prev;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);  /* the cookie's slots are wall-clock slots */
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void on_signal(int sig) { (void)sig; force_quit = 1; }
+
+static int unix_dgram(const char *bind_path, const char *connect_path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (bind_path) {
+		unlink(bind_path);
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", bind_path);
+		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+			goto fail;
+	}
+	if (connect_path) {
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", connect_path);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+			goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static void write_stats(void)
+{
+	char tmp[4200];
+	FILE *f;
+
+	if (!opt_stats)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", opt_stats);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "{\"written_ns\": %ld, \"shards\": [", (long)now_ns());
+	for (unsigned i = 0; i < nshards; i++) {
+		struct fe_shard *s = shards[i];
+
+		fprintf(f, "%s{\"io\": {\"rx\": %lu, \"rx_other\": %lu, \"tx\": %lu, \"tx_drop\": %lu,"
+			" \"tx_nombuf\": %lu, \"offload_msgs\": %lu, \"offload_drop\": %lu,"
+			" \"oversize\": %lu, \"hold_timeouts\": %lu}, \"conns\": %u, \"legs\": %u, \"oldest_ns\": %ld,"
+			" \"machine\": {",
+			i ? ", " : "", s->rx, s->rx_other, s->tx_pkts, s->tx_drop, s->tx_nombuf,
+			s->offl_msgs, s->offl_drop, s->oversize, s->hold_timeouts, mfe_nconns(s->m), mfe_nlegs(s->m),
+			(long)(mfe_nconns(s->m) ? mfe_oldest_ns(s->m) : 0));
+		for (int c = 0; c < FE_NCOUNTERS; c++)
+			fprintf(f, "%s\"%s\": %lu", c ? ", " : "", fe_counter_names[c],
+				mfe_counter(s->m, c));
+		fprintf(f, "}}");
+	}
+	fprintf(f, "]}\n");
+	fclose(f);
+	rename(tmp, opt_stats);
+}
+
+/* Control messages, on the main lcore's drain tick. */
+static void control(void)
+{
+	char msg[256], a[2][64];
+	ssize_t n;
+
+	while (ctl_fd >= 0 && (n = recv(ctl_fd, msg, sizeof(msg) - 1, 0)) > 0) {
+		int k;
+
+		msg[n] = 0;
+		k = sscanf(msg, "cookie %63s %63s", a[0], a[1]);
+		if (k >= 1) {
+			for (int i = 0; i < k; i++)
+				for (int j = 0; j < 8; j++)
+					if (sscanf(a[i] + 2 * j, "%2hhx", &cookie_keys[i][j]) != 1)
+						k = -1;
+			if (k > 0) {
+				cookie_has_prev = k == 2;
+				atomic_fetch_add(&cookie_gen, 1);
+			}
+		} else if (!strncmp(msg, "stats", 5)) {
+			write_stats();
+		} else if (!strncmp(msg, "quit", 4)) {
+			force_quit = 1;
+		}
+	}
+}
+
+/* The generic loop: it moves bursts and calls the stage; it never reads a packet. */
+static int lcore_loop(void *arg)
+{
+	struct fe_shard *s = arg;
+	struct rte_mbuf *pkts[FE_BURST];
+	int64_t last_drain = 0, last_stats = 0;
+	unsigned idle = 0, sleep_us = 1;
+	int is_main = rte_lcore_id() == rte_get_main_lcore();
+
+	while (!force_quit) {
+		uint16_t n = rte_eth_rx_burst(s->port, s->queue, pkts, FE_BURST);
+		int64_t now = now_ns();
+
+		if (n)
+			fe_stage(s, pkts, n, now);
+		if (now - last_drain >= DRAIN_NS) {
+			uint64_t g = atomic_load(&cookie_gen);
+
+			if (g != s->cookie_gen) {
+				mfe_set_cookie_keys(s->m, cookie_keys[0],
+						    cookie_has_prev ? cookie_keys[1] : NULL);
+				s->cookie_gen = g;
+			}
+			fe_timers(s, now);
+			last_drain = now;
+			if (is_main) {
+				control();
+				if (now - last_stats >= 500000000LL) {
+					write_stats();
+					last_stats = now;
+				}
+			}
+		}
+		/* offload requests go out (and are applied) before the frames they concern */
+		fe_output(s, now);
+		if (n || s->nhold) {
+			idle = 0;
+			sleep_us = 1;
+		} else if (++idle > IDLE_SPIN) {
+			usleep(sleep_us);  /* adaptive: back off while idle, up to 1 ms */
+			if (sleep_us < IDLE_SLEEP_MAX_US)
+				sleep_us *= 2;
+		}
+	}
+	return 0;
+}
+
+static int parse_mac(const char *s, uint8_t *mac)
+{
+	return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &mac[0], &mac[1], &mac[2], &mac[3],
+		      &mac[4], &mac[5]) == 6 ? 0 : -1;
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, 0, 'c'}, {"offload-socket", required_argument, 0, 'o'},
+		{"ctl-socket", required_argument, 0, 'k'}, {"gateway-mac", required_argument, 0, 'g'},
+		{"stats", required_argument, 0, 's'}, {0, 0, 0, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': opt_config = optarg; break;
+		case 'o': opt_offl = optarg; break;
+		case 'k': opt_ctl = optarg; break;
+		case 's': opt_stats = optarg; break;
+		case 'g':
+			if (parse_mac(optarg, gw_mac))
+				return fprintf(stderr, "miresga-fe: bad --gateway-mac %s\n", optarg), -1;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (!opt_config)
+		return fprintf(stderr, "miresga-fe: --config is required\n"), -1;
+	if (opt_offl && strlen(opt_offl) + 5 > sizeof(((struct sockaddr_un *)0)->sun_path))
+		return fprintf(stderr, "miresga-fe: --offload-socket path too long\n"), -1;
+	return 0;
+}
+
+static int port_init(uint16_t port, uint16_t nq, struct rte_mempool *pool)
+{
+	struct rte_eth_conf conf = {0};
+	struct rte_eth_dev_info info;
+	int r = rte_eth_dev_info_get(port, &info);
+
+	if (r)
+		return r;
+	if (nq > 1) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
+	}
+	if ((r = rte_eth_dev_configure(port, nq, nq, &conf)))
+		return r;
+	for (uint16_t q = 0; q < nq; q++) {
+		if ((r = rte_eth_rx_queue_setup(port, q, NB_DESC, rte_eth_dev_socket_id(port), NULL,
+						pool)) ||
+		    (r = rte_eth_tx_queue_setup(port, q, NB_DESC, rte_eth_dev_socket_id(port), NULL)))
+			return r;
+	}
+	if ((r = rte_eth_dev_start(port)))
+		return r;
+	rte_eth_promiscuous_enable(port);  /* frames are addressed to the VIP's gateway */
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int ret = rte_eal_init(argc, argv);
+	struct rte_mempool *pool;
+	struct rte_ether_addr mac;
+	unsigned lcore, i = 0;
+	int rc = 1;
+
+	if (ret < 0) {
+		fprintf(stderr, "miresga-fe: EAL init failed: %s\n", rte_strerror(rte_errno));
+		return 1;
+	}
+	if (parse_args(argc - ret, argv + ret))
+		goto out;
+	if (rte_eth_dev_count_avail() < 1) {
+		fprintf(stderr, "miresga-fe: no ethdev port (give --vdev=net_af_packet0,iface=...)\n");
+		goto out;
+	}
+	nshards = rte_lcore_count();
+	if (nshards > 1) {
+		/* A connection's packets arrive in two directions, (client -> VIP) and
+		 * (backend -> client): RSS or af_packet fanout hash them to different queues,
+		 * but the state lives in one shard. Until packets are steered by the client
+		 * address (a dispatch ring or rte_flow), run one shard: refuse, do not corrupt. */
+		fprintf(stderr, "miresga-fe: %u lcores given; this build runs one shard (-l <one "
+			"lcore>): multi-queue steering by client address is not implemented\n", nshards);
+		goto out;
+	}
+	/* room for a 9000-byte MTU frame in one segment: the stage takes single segments */
+	pool = rte_pktmbuf_pool_create("mfe_pool", 2048 * nshards, 128, 0,
+				       FE_FRAME_MAX + RTE_PKTMBUF_HEADROOM, rte_socket_id());
+	if (!pool) {
+		fprintf(stderr, "miresga-fe: mbuf pool: %s\n", rte_strerror(rte_errno));
+		goto out;
+	}
+	if ((ret = port_init(0, (uint16_t)nshards, pool))) {
+		fprintf(stderr, "miresga-fe: port 0 setup failed: %s\n", rte_strerror(-ret));
+		goto out;
+	}
+	rte_eth_macaddr_get(0, &mac);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (opt_ctl && (ctl_fd = unix_dgram(opt_ctl, NULL)) < 0) {
+		fprintf(stderr, "miresga-fe: control socket %s: %s\n", opt_ctl, strerror(errno));
+		goto out;
+	}
+	RTE_LCORE_FOREACH(lcore) {
+		struct fe_shard *s = calloc(1, sizeof(*s));
+
+		if (!s || !(s->m = mfe_new()) || fe_load_config(s->m, opt_config))
+			goto out;
+		s->port = 0;
+		s->queue = (uint16_t)i;
+		s->pool = pool;
+		memcpy(s->own_mac, mac.addr_bytes, 6);
+		memcpy(s->gw_mac, gw_mac, 6);
+		/* each shard binds <offload socket>.<queue> so the controller can answer (acks);
+		 * a path, not an abstract address: those do not cross network namespaces */
+		snprintf(s->offl_path, sizeof(s->offl_path), "%s.%u", opt_offl ? opt_offl : "", i);
+		s->offl_fd = opt_offl ? unix_dgram(s->offl_path, opt_offl) : -1;
+		if (opt_offl && s->offl_fd < 0) {
+			fprintf(stderr, "miresga-fe: offload socket %s: %s\n", opt_offl, strerror(errno));
+			goto out;
+		}
+		shards[i++] = s;
+	}
+	fprintf(stderr, "miresga-fe: %u shard(s) on port 0, running\n", nshards);
+	i = 0;
+	RTE_LCORE_FOREACH_WORKER(lcore)
+		rte_eal_remote_launch(lcore_loop, shards[++i], lcore);
+	lcore_loop(shards[0]);
+	rte_eal_mp_wait_lcore();
+	write_stats();
+	rc = 0;
+	rte_eth_dev_stop(0);
+	rte_eth_dev_close(0);
+out:
+	for (i = 0; i < nshards; i++)
+		if (shards[i]) {
+			mfe_free(shards[i]->m);
+			if (shards[i]->offl_fd >= 0) {
+				close(shards[i]->offl_fd);
+				unlink(shards[i]->offl_path);
+			}
+			free(shards[i]);
+		}
+	if (ctl_fd >= 0) {
+		close(ctl_fd);
+		unlink(opt_ctl);
+	}
+	rte_eal_cleanup();
+	return rc;
+}

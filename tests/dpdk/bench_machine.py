@@ -1,0 +1,58 @@
+"""Packets per second per core of the front-end machine, Python reference vs C, on the
+same recorded trace (not a test; run by hand):
+
+    PYTHONPATH=.:plugins/http1:plugins/policies:tests/dpdk:tests/frontend \\
+        python3 tests/dpdk/bench_machine.py [steady|mixed] [conns]
+
+steady: benchtrace (every connection: request, SYN-ACK, responses, keep-alive requests
+alternating pools, FINs); mixed: the generated differential traces (many drops). Both
+sides run the machine only (no I/O); the C side is mfe_replay (best of 5 runs), whose
+output digest is checked against the reference's outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchtrace
+import tracegen
+from fe_world import COOKIE_KEY, VIP
+
+from miresga_core import cookie
+from miresga_core.dpdk import build, tracebin
+from miresga_core.dpdk.process import write_config
+from miresga_core.frontend import Frontend
+from miresga_core.plugins import get_plugin_manager, registry_from
+
+
+def main() -> int:
+    kind = sys.argv[1] if len(sys.argv) > 1 else "steady"
+    reg = registry_from(get_plugin_manager())
+    if kind == "steady":
+        events = benchtrace.generate(reg, int(sys.argv[2]) if len(sys.argv) > 2 else 500)
+    else:
+        events = tracegen.generate(reg, 0, 3000)
+    tmp = Path(tempfile.mkdtemp(prefix="mrd-bench-"))
+    n = tracebin.write(tmp / "t.bin", events)
+    conf = write_config(tmp / "cfg", tracegen.fe_config(), {VIP: tracegen.decider(reg)},
+                        cookie.CookieSecrets(COOKIE_KEY))
+    fe = Frontend(tracegen.fe_config(), tracegen.decider(reg), cookie.CookieSecrets(COOKIE_KEY))
+    ins = [(e["t"], None if e.get("expire") else bytes.fromhex(e["in"])) for e in events]
+    outs = []
+    t0 = time.perf_counter()
+    for t, raw in ins:
+        outs.append(fe.expire(t) if raw is None else fe.receive(raw, t))
+    py = n / (time.perf_counter() - t0)
+    build.library()
+    got = tracebin.replay_tool(build.BUILD / "mfe_replay", conf, tmp / "t.bin", repeat=5)
+    same = got["digest"] == tracebin.digest(outs)
+    print(f"{kind}: {n} packets; Python {py:,.0f} pkt/s; C {float(got['pps']):,.0f} pkt/s "
+          f"({float(got['pps']) / py:.0f}x); outputs identical: {same}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
