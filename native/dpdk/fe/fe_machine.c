@@ -1,6 +1,6 @@
 /* fe_machine.c -- see fe_machine.h. Function for function a port of
  * miresga_core/frontend/machine.py, in the same order, so the two can be read side by
- * side; a differential test (tests/dpdk/test_differential.py) holds them byte-identical.
+ * side; a differential test (tests/dpdk/test_fe_differential.py) holds them byte-identical.
  *
  * Memory: a connection dropped during a call stays readable (the reference keeps using
  * the object after _drop) and is freed at the end of the call. */
