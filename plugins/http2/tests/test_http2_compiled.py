@@ -213,3 +213,22 @@ def test_c_vm_under_sanitizers(eq: Equivalence, mvm_asan: Path, tmp_path: Path) 
     for c, line in zip(cases, lines, strict=True):
         want = expected(eq.parser, eq.route_configs, c)
         assert line.split()[:2] == want.split()[:2] or want == "needmore" == line, (c, want)
+
+
+def test_caller_arguments_survive_the_helpers() -> None:
+    """Policies read r0 (client hash) and r1 (sequence) after the parser; the HPACK
+    helpers use r0/r1, so the compiled parser must restore them."""
+    from miresga_core.bytecode.builder import IReg, ProgramBuilder
+    from miresga_core.bytecode.vm import PyVM
+
+    b = ProgramBuilder()
+    Http2Parser().compile(b, ["path", "header:x-tenant"])
+    b.setf("backend", IReg(1))
+    b.setf("content_length", IReg(0))
+    b.route(b.decision("p", "splice", "r"))
+    prog = b.build()
+    data = frames(*continued(block(REQ), 3))
+    runners = [PyVM(prog)] + ([native.CVM(prog)] if native.available() else [])
+    for vm in runners:
+        out = vm.run(data, (123456789, 77))
+        assert (out.kind, out.backend, out.content_length) == ("route", 77, 123456789), vm
