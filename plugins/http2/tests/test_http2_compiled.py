@@ -112,6 +112,9 @@ CORPUS = [
     frames(hframe(block([(":method", "GET"), (":scheme", "http"), (":path", "/exact")]))),
     frames(hframe(block([(":method", "GET"), (":scheme", "http"), (":path", "/?debug")]))),
     frames(hframe(block([(":method", "GET"), (":scheme", "HTTPS"), (":path", "/x")]))),
+    *(frames(hframe(block([(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/"),
+                           (b"content-length", cl)]), end_stream=False))
+      for cl in (b"\xb2", b"9223372036854775807", b"9223372036854775808", b"", b"007")),
     frames(PingFrame(0)),
     frames(first=PingFrame(0).serialize()),
     frames(first=SettingsFrame(0, flags=["ACK"]).serialize()),
