@@ -115,9 +115,9 @@ class _Decoder:
         """Scratch slices of a table entry: static entries are copied (only the name when
         the value comes from the literal), dynamic ones already live in the scratch."""
         if len(e) == 4:
-            return e  # type: ignore[return-value]
-        name = self.put(e[0])  # type: ignore[arg-type]
-        return name if name_only else (*name, *self.put(e[1]))  # type: ignore[arg-type]
+            return e
+        name = self.put(e[0])
+        return name if name_only else (*name, *self.put(e[1]))
 
     def resize(self, newmax: int) -> None:
         self.maxsize = newmax

@@ -24,14 +24,16 @@ Theory of operation, in program order (each step where prototype.parse_head has 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from miresga_core.api import FieldRef
 from miresga_core.bytecode.builder import (
     INPUT,
     ByteClass,
     IReg,
+    Label,
     ProgramBuilder,
+    SReg,
     whitespace_class,
 )
 
@@ -169,7 +171,7 @@ class _Http2:
         b.needmore()
         b.place(done)
 
-    def connection_frame(self, top: object) -> None:
+    def connection_frame(self, top: Label) -> None:
         """SETTINGS/PING/WINDOW_UPDATE/PRIORITY before the HEADERS: check, next frame."""
         b, t1 = self.b, self.t1
         priority, settings, ping, wu, ok, other = (b.label() for _ in range(6))
@@ -262,7 +264,7 @@ class _Http2:
         b.mov(self.ftype, R0)  # the field count
 
     # -- 4. RFC 9113 8.3 over the fields
-    def fields(self, wanted: dict[str, object]) -> None:
+    def fields(self, wanted: Mapping[str, SReg]) -> None:
         b, t1, t2 = self.b, self.t1, self.t2
         i, n, regular = self.length, self.ftype, self.flags
         b.comment("4. field checks (RFC 9113 8.3), first error wins")
@@ -312,7 +314,8 @@ class _Http2:
         b.jmp(self.bad)
         b.place(not_te)
         # host: the last one (dict(regular)); content-length and wanted: the first
-        keep = [("host", self.host, False), ("content-length", self.cl, True)]
+        keep: list[tuple[str, SReg, bool]] = [("host", self.host, False),
+                                              ("content-length", self.cl, True)]
         keep += [(name, reg, True) for name, reg in wanted.items()]
         for name, reg, first_only in keep:
             hit, skip = b.label(), b.label()
