@@ -12,7 +12,7 @@ setup(
         Extension(
             "miresga_core._mvm",
             sources=[VM + f for f in ("mvm_py.c", "mvm_load.c", "mvm_validate.c",
-                                      "mvm_exec.c", "mvm_dump.c")],
+                                      "mvm_exec.c", "mvm_hpack.c", "mvm_dump.c")],
             include_dirs=[VM],
             extra_compile_args=["-O2", "-std=c11", "-fno-gcse", "-fno-crossjumping"],
         )

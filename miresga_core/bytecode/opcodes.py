@@ -54,7 +54,7 @@ __all__ = [
 
 MAGIC = b"MVM1"
 FMT_VERSION = 1  # bump when the container layout or any semantics change
-HELPER_ABI = 1  # bump when a helper is added or changed (HTTP/2 adds HPACK here)
+HELPER_ABI = 2  # bump when a helper is added or changed (2: the HPACK helpers, 16..18)
 
 # Hard limits: both loaders refuse programs beyond these.
 LIMITS = {
@@ -71,6 +71,12 @@ LIMITS = {
     "MAX_LOOP_BUDGET": 1 << 20,
     "CLASS_LEN": 32,  # a byte class constant is a 256-bit set
     "NARGS": 4,
+    # The per-run scratch area (HPACK output, concatenated header block fragments). Slice
+    # offsets >= SCRATCH_BASE address it; inputs are capped below SCRATCH_BASE bytes.
+    "SCRATCH_BASE": 1 << 32,
+    "SCRATCH_LEN": 32768,  # two 16 KiB heads: the fragments plus the decoded fields
+    "MAX_HFIELDS": 1024,  # decoded HPACK fields kept per run (each costs >= 32 list bytes)
+    "HPACK_TABLE_SIZE": 4096,  # SETTINGS_HEADER_TABLE_SIZE we advertise (RFC initial)
 }
 
 
@@ -235,6 +241,22 @@ HELPERS: tuple[Helper, ...] = (
            "LF, optional CR before it; name up to ':'; matched ignoring ASCII case): "
            "r0 = 1 and s0 = the value without surrounding SP/HTAB, or r0 = 0 and s0 empty; "
            "r0 = -1 when r1 is not a constant"),
+    Helper(16, "hpack_decode", 2,
+           "decode the HPACK header block s1 (RFC 7541: static table, Huffman, dynamic table "
+           "of HPACK_TABLE_SIZE starting empty, size updates at the start) into the scratch "
+           "area, header list limited to r1 bytes (name + value + 32 per field): r0 = number "
+           "of fields, -1 malformed block, -2 list larger than r1, -3 scratch or field limit "
+           "exceeded; the fields replace any earlier decode"),
+    Helper(17, "hpack_find", 2,
+           "find the first decoded field named exactly const r1: r0 = 1 and s0 = its value, "
+           "or r0 = 0 and s0 empty; r0 = -1 when r1 is not a constant"),
+    Helper(18, "hpack_field", 2,
+           "decoded field number r1: r0 = 1, s0 = its name, s2 = its value; or r0 = 0 and "
+           "s0, s2 empty when r1 is not a field number"),
+    Helper(19, "scr_cat", 2,
+           "s0 = s0 followed by s1, built at the end of the scratch area (s0 is not copied "
+           "when it already ends there): r0 = 1, or r0 = 0 and s0 unchanged when the "
+           "scratch area is full"),
 )
 HELPER_BY_NAME: dict[str, Helper] = {h.name: h for h in HELPERS}
 HELPER_BY_ID: dict[int, Helper] = {h.id: h for h in HELPERS}

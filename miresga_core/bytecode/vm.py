@@ -16,13 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .opcodes import FIELDS, HELPER_BY_NAME, LIMITS, OP_BY_NAME, OPCODES
+from .hpack_vm import HELPER_IMPLS as HPACK_HELPERS
+from .opcodes import FIELDS, HELPER_BY_NAME, HELPERS, LIMITS, OP_BY_NAME, OPCODES
 from .program import Program
 from .verifier import verify
 
 __all__ = ["Outcome", "PyVM", "fnv1a", "format_outcome"]
 
 _M64 = (1 << 64) - 1
+_SCRATCH_BASE = LIMITS["SCRATCH_BASE"]
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -77,7 +79,7 @@ def format_outcome(o: Outcome) -> str:
 
 
 class _Machine:
-    __slots__ = ("budget", "buf", "out", "r", "slen", "soff")
+    __slots__ = ("budget", "buf", "hfields", "out", "r", "scr", "slen", "soff")
 
     def __init__(self, buf: bytes, args: Sequence[int], budget: int) -> None:
         self.buf = buf
@@ -93,10 +95,18 @@ class _Machine:
         self.slen[0] = len(buf)
         self.budget = budget
         self.out = [0, 0, 0, 0, -1]  # FIELDS order
+        self.scr = bytearray()  # the scratch area: written part only (hpack_vm.py)
+        self.hfields: list[tuple[int, ...]] = []
+
+    def at(self, off: int, n: int) -> bytes:
+        """n bytes at slice offset off: the input below SCRATCH_BASE, else the scratch."""
+        if off >= _SCRATCH_BASE:
+            off -= _SCRATCH_BASE
+            return bytes(self.scr[off:off + n])
+        return self.buf[off:off + n]
 
     def sl(self, i: int) -> bytes:
-        off = self.soff[i]
-        return self.buf[off:off + self.slen[i]]
+        return self.at(self.soff[i], self.slen[i])
 
     def sub(self, dst: int, src: int, start: int, stop: int) -> None:
         """sdst = ssrc[start:stop] with both clamped into ssrc."""
@@ -293,14 +303,14 @@ def _rspanc(vm, m, i, pc):
 
 @_h("bytei")
 def _bytei(vm, m, i, pc):
-    m.r[i[1]] = m.buf[m.soff[i[2]] + i[4]] if i[4] < m.slen[i[2]] else -1
+    m.r[i[1]] = m.at(m.soff[i[2]] + i[4], 1)[0] if i[4] < m.slen[i[2]] else -1
     return pc + 1
 
 
 @_h("byte")
 def _byte(vm, m, i, pc):
     k = m.r[i[3]]
-    m.r[i[1]] = m.buf[m.soff[i[2]] + k] if 0 <= k < m.slen[i[2]] else -1
+    m.r[i[1]] = m.at(m.soff[i[2]] + k, 1)[0] if 0 <= k < m.slen[i[2]] else -1
     return pc + 1
 
 
@@ -436,7 +446,8 @@ def _hdr_find(vm: PyVM, m: _Machine) -> None:
     m.r[0] = 0
 
 
-_HELPER_IMPLS = {HELPER_BY_NAME["hdr_find"].id: _hdr_find}
+_HELPER_IMPLS = {HELPER_BY_NAME["hdr_find"].id: _hdr_find, **HPACK_HELPERS}
+assert set(_HELPER_IMPLS) == {h.id for h in HELPERS}, "every helper needs an implementation"
 _TABLE: list[_Handler] = [_HANDLERS[op.name] for op in OPCODES]
 assert set(_HANDLERS) == {op.name for op in OPCODES}, "every opcode needs a handler"
 assert OP_BY_NAME  # the table is the only numbering

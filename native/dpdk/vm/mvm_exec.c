@@ -6,7 +6,7 @@
  * wraps (done in uint64_t: no signed overflow). Semantics mirror vm.py line for line. */
 #include <string.h>
 
-#include "mvm.h"
+#include "mvm_internal.h"
 
 #define R(x) r[(x)]
 
@@ -104,10 +104,11 @@ static inline int64_t span(const uint8_t *cls, const uint8_t *q, int64_t n)
 	return i;
 }
 
-/* slice registers: offset and length into the input */
-struct sl { int64_t off, len; };
+/* where a slice's bytes are: the input, or the scratch area from MVM_SCRATCH_BASE up */
+#define AT(x) ((x)->off >= MVM_SCRATCH_BASE ? sc.buf + ((x)->off - MVM_SCRATCH_BASE) : \
+	       buf + (x)->off)
 
-static void hdr_find(const struct mvm_prog *p, const uint8_t *buf, int64_t *r, struct sl *s)
+static void hdr_find(const struct mvm_prog *p, const uint8_t *blk, int64_t *r, struct sl *s)
 {
 	s[0] = (struct sl){ 0, 0 };
 	if (r[1] < 0 || r[1] >= p->n_consts) {
@@ -115,7 +116,6 @@ static void hdr_find(const struct mvm_prog *p, const uint8_t *buf, int64_t *r, s
 		return;
 	}
 	const struct mvm_bytes *want = &p->consts[r[1]];
-	const uint8_t *blk = buf + s[1].off;
 	int64_t n = s[1].len, pos = 0;
 
 	while (pos < n) {
@@ -145,13 +145,16 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 	struct sl s[MVM_NSREGS] = { { 0, 0 } };
 	uint32_t budget = p->loop_budget;
 	const struct mvm_insn *const code = p->code;
-	const int64_t n = (int64_t)len;
+	/* inputs are capped below the scratch area's offsets (docs/bytecode.md) */
+	const int64_t n = len < (size_t)MVM_SCRATCH_BASE ? (int64_t)len : MVM_SCRATCH_BASE - 1;
+	struct mvm_scr sc;      /* only used/nf need a value: nothing reads past used */
 
 	if (!buf)
 		buf = empty_input;
 	for (int i = 0; i < nargs && i < MVM_NARGS; i++)
 		r[i] = args[i];
 	s[0].len = n;
+	sc.used = sc.nf = 0;
 	memset(res, 0, sizeof(*res));
 	res->decision = -1;
 	res->out[MVM_F_BACKEND] = -1;
@@ -227,32 +230,32 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		}
 		VMCASE(FIND) {
 			const struct mvm_bytes *k = &p->consts[in->imm];
-			const uint8_t *at = k->len == 0 ? buf + sb->off :
-				find_bytes(buf + sb->off, sb->len, k->p, k->len);
-			R(in->a) = at ? at - (buf + sb->off) : -1;
+			const uint8_t *at = k->len == 0 ? AT(sb) :
+				find_bytes(AT(sb), sb->len, k->p, k->len);
+			R(in->a) = at ? at - (AT(sb)) : -1;
 			NEXT;
 		}
 		VMCASE(FINDB) {
-			const uint8_t *at = memchr(buf + sb->off, in->imm, (size_t)sb->len);
-			R(in->a) = at ? at - (buf + sb->off) : -1;
+			const uint8_t *at = memchr(AT(sb), in->imm, (size_t)sb->len);
+			R(in->a) = at ? at - (AT(sb)) : -1;
 			NEXT;
 		}
 		VMCASE(SPANC) {
-			R(in->a) = span(p->consts[in->imm].cls, buf + sb->off, sb->len);
+			R(in->a) = span(p->consts[in->imm].cls, AT(sb), sb->len);
 			NEXT;
 		}
 		VMCASE(RSPANC) {
-			const uint8_t *cls = p->consts[in->imm].cls, *q = buf + sb->off;
+			const uint8_t *cls = p->consts[in->imm].cls, *q = AT(sb);
 			int64_t i = 0;
 			while (i < sb->len && in_class(cls, q[sb->len - 1 - i]))
 				i++;
 			R(in->a) = i;
 			NEXT;
 		}
-		VMCASE(BYTEI) R(in->a) = in->imm < sb->len ? buf[sb->off + in->imm] : -1; NEXT;
+		VMCASE(BYTEI) R(in->a) = in->imm < sb->len ? AT(sb)[in->imm] : -1; NEXT;
 		VMCASE(BYTE) {
 			int64_t k = R(in->c);
-			R(in->a) = k >= 0 && k < sb->len ? buf[sb->off + k] : -1;
+			R(in->a) = k >= 0 && k < sb->len ? AT(sb)[k] : -1;
 			NEXT;
 		}
 		VMCASE(JSEQ)
@@ -265,17 +268,17 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 			int ci = in->op == MVM_OP_JSEQI || in->op == MVM_OP_JSPREI;
 			int ok = prefix ? sa->len >= k->len : sa->len == k->len;
 			if (ok && k->len)
-				ok = ci ? eq_ci(buf + sa->off, k->p, k->len) :
-					  same(buf + sa->off, k->p, k->len);
+				ok = ci ? eq_ci(AT(sa), k->p, k->len) :
+					  same(AT(sa), k->p, k->len);
 			JUMP_IF(ok);
 		}
 		VMCASE(JSSEQ) {
 			const struct sl *sa = &s[in->a];
 			JUMP_IF(sa->len == sb->len &&
-				same(buf + sa->off, buf + sb->off, (uint32_t)sa->len));
+				same(AT(sa), AT(sb), (uint32_t)sa->len));
 		}
 		VMCASE(PARSEU) {
-			const uint8_t *q = buf + sb->off;
+			const uint8_t *q = AT(sb);
 			int64_t v = 0;
 			int ok = sb->len > 0;
 			for (int64_t i = 0; ok && i < sb->len; i++) {
@@ -290,8 +293,8 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 			R(in->a) = v;
 			NEXT;
 		}
-		VMCASE(HASH) R(in->a) = fnv1a(buf + sb->off, sb->len, 0); NEXT;
-		VMCASE(HASHI) R(in->a) = fnv1a(buf + sb->off, sb->len, 1); NEXT;
+		VMCASE(HASH) R(in->a) = fnv1a(AT(sb), sb->len, 0); NEXT;
+		VMCASE(HASHI) R(in->a) = fnv1a(AT(sb), sb->len, 1); NEXT;
 		VMCASE(TLOOK) {
 			const struct mvm_table *t = &p->tables[in->imm];
 			R(in->a) = t->v[(uint64_t)R(in->b) % t->len];
@@ -301,12 +304,19 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		VMCASE(SETF) res->out[in->a] = R(in->b); NEXT;
 		VMCASE(CALL)
 			/* the verifier admits only known helper ids */
-			if (in->imm == MVM_HELPER_HDR_FIND)
-				hdr_find(p, buf, r, s);
+			switch (in->imm) {
+			case MVM_HELPER_HDR_FIND: hdr_find(p, AT(&s[1]), r, s); break;
+			case MVM_HELPER_HPACK_DECODE:
+				mvm_hpack_decode(AT(&s[1]), s[1].len, r[1], &sc, r);
+				break;
+			case MVM_HELPER_HPACK_FIND: mvm_hpack_find(p, &sc, r, s); break;
+			case MVM_HELPER_HPACK_FIELD: mvm_hpack_field(&sc, r, s); break;
+			case MVM_HELPER_SCR_CAT: mvm_scr_cat(AT(&s[0]), AT(&s[1]), &sc, r, s); break;
+			}
 			NEXT;
 		VMCASE(SLINE) {
 			struct sl *sa = &s[in->a], *sr = &s[in->b];
-			const uint8_t *q = buf + sr->off;
+			const uint8_t *q = AT(sr);
 			const uint8_t *nl = memchr(q, '\n', (size_t)sr->len);
 			if (!nl)
 				JUMP(in->j);
@@ -318,7 +328,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		}
 		VMCASE(STRIM) {
 			struct sl *sa = &s[in->a];
-			const uint8_t *cls = p->consts[in->imm].cls, *q = buf + sa->off;
+			const uint8_t *cls = p->consts[in->imm].cls, *q = AT(sa);
 			int64_t lo = span(cls, q, sa->len), hi = sa->len;
 			while (hi > lo && in_class(cls, q[hi - 1]))
 				hi--;
@@ -327,7 +337,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		}
 		VMCASE(LOOKUPI) {
 			const struct mvm_bytes *k = &p->consts[in->imm];
-			const uint8_t *q = buf + sb->off;
+			const uint8_t *q = AT(sb);
 			int64_t found = -1;
 			for (uint32_t w = 0; w < k->nwords; w++) {
 				if (k->words[2 * w + 1] == sb->len &&
@@ -341,7 +351,7 @@ void mvm_exec(const struct mvm_prog *p, const uint8_t *buf, size_t len, const in
 		}
 		VMCASE(JNALL) {
 			const struct sl *sa = &s[in->a];
-			JUMP_IF(span(p->consts[in->imm].cls, buf + sa->off, sa->len) != sa->len);
+			JUMP_IF(span(p->consts[in->imm].cls, AT(sa), sa->len) != sa->len);
 		}
 		default:
 			/* unreachable for a verified program; refuse rather than guess */

@@ -8,7 +8,7 @@
 
 #define MVM_MAGIC "MVM1"
 #define MVM_FMT_VERSION 1
-#define MVM_HELPER_ABI 1
+#define MVM_HELPER_ABI 2
 #define MVM_NREGS 16
 #define MVM_NSREGS 16
 #define MVM_MAX_INSNS 65536
@@ -22,6 +22,10 @@
 #define MVM_MAX_LOOP_BUDGET 1048576
 #define MVM_CLASS_LEN 32
 #define MVM_NARGS 4
+#define MVM_SCRATCH_BASE 4294967296
+#define MVM_SCRATCH_LEN 32768
+#define MVM_MAX_HFIELDS 1024
+#define MVM_HPACK_TABLE_SIZE 4096
 
 /* operand kinds: how the verifier checks a field */
 enum mvm_kind {
@@ -173,6 +177,10 @@ enum mvm_field {
 #define MVM_NOFFLOAD 3
 
 #define MVM_HELPER_HDR_FIND 1
+#define MVM_HELPER_HPACK_DECODE 16
+#define MVM_HELPER_HPACK_FIND 17
+#define MVM_HELPER_HPACK_FIELD 18
+#define MVM_HELPER_SCR_CAT 19
 
 struct mvm_operand { uint8_t kind; int64_t lo, hi; };
 struct mvm_opinfo {
@@ -239,9 +247,13 @@ static const struct mvm_opinfo mvm_ops[MVM_OP__COUNT] = {
 	[MVM_OP_JNALL] = {"jnall", {{MVM_K_SREG, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_NONE, 0, 0}, {MVM_K_CLASS, 0, 0}, {MVM_K_FWD, 0, 0}}, 0},
 };
 
-#define MVM_NHELPERS 1
+#define MVM_NHELPERS 5
 static const struct mvm_helperinfo mvm_helpers[MVM_NHELPERS] = {
 	{1, "hdr_find", 1},
+	{16, "hpack_decode", 2},
+	{17, "hpack_find", 2},
+	{18, "hpack_field", 2},
+	{19, "scr_cat", 2},
 };
 
 #endif /* MVM_OPCODES_H */

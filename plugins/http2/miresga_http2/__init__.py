@@ -47,6 +47,10 @@ class Http2Parser(ParserPlugin):
     def parse_head(self, data: bytes) -> RequestHead | NeedMore | Reject:
         return prototype.parse_head(data, self.max_head)
 
+    def compile(self, b: Any, fields: Sequence[str]) -> Any:
+        from .compiled import compile_http2
+        return compile_http2(b, fields, self.max_head)
+
     def stream_head(self, headers: Any, end_stream: bool) -> RequestHead | Reject:
         """One stream's decoded header list -> RequestHead (the terminating session)."""
         return prototype.headers_to_head(headers, end_stream)

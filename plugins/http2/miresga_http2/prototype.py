@@ -175,7 +175,8 @@ def headers_to_head(headers: Iterable[tuple[str, str]] | Sequence[tuple[bytes, b
     length = next((v for k, v in regular if k == "content-length"), None)
     if end_stream:
         framing, clen = BodyFraming.NONE, 0
-    elif length is not None and length.isdigit():
+    elif length is not None and length.isascii() and length.isdigit() \
+            and int(length) < 1 << 63:  # '\xb2'.isdigit() is True; int64 like the VMs
         framing, clen = BodyFraming.LENGTH, int(length)
     else:
         framing, clen = BodyFraming.UNTIL_CLOSE, 0  # DATA frames until END_STREAM
