@@ -198,13 +198,13 @@ def _write(results: list[Result], out_dir: Path, quick: bool, seconds: float, co
     lines = [
         "# Miresga benchmark (latest run)", "",
         f"Machine: {platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}; "
-        "**shared with other jobs while it ran** (numbers are noisy; rankings are what to "
-        "compare).",
+        f"load average {os.getloadavg()[0]:.2f} when the report was written; clients, load "
+        "balancer and backends share these CPUs, so compare ratios, not absolute numbers.",
         f"Run: `miresga bench{' --quick' if quick else ''}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; wrk -t2 -c{conns}, "
         f"{seconds} s per cell; every load balancer has {WORKERS} workers/threads; "
         "nginx backends (2) in their own namespace, clients in another.",
-        "HTTP/2 (h2load): not run, main has no HTTP/2 listener yet.",
+        "HTTP/2 (h2load) and the `xdp` data plane are not part of this benchmark yet.",
         "LB CPU = utime + stime of the load balancer's processes (/proc); kernel work done "
         "for them in softirq context is counted only when it ran in their context, and the "
         "kworkers that send sockmap-redirected bytes are not counted at all.", "",
