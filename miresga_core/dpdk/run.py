@@ -29,6 +29,7 @@ from ..config import load_config
 from ..cookie import CookieSecrets
 from ..dataplane import names
 from ..frontend.machine import FrontendConfig, S, VipParams
+from ..frontend.run import add_process_args
 from ..plugins import get_plugin_manager, registry_from
 from .build import BuildError
 from .decider import ProgramDecider
@@ -117,15 +118,7 @@ def serve(fe: FeProcess, switch: Any, applier: Any, stats_file: Path | None,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="miresga-frontend-dpdk", description=__doc__)
-    ap.add_argument("--netns", help="network namespace to run in")
-    ap.add_argument("--iface", default="eth0")
-    ap.add_argument("--config", required=True, help="the miresga config (listeners, pools)")
-    ap.add_argument("--pin-dir", required=True, help="the switch's pinned maps")
-    ap.add_argument("--agent-secret-file", required=True)
-    ap.add_argument("--gateway-mac", required=True, help="the switch port's MAC")
-    ap.add_argument("--stats-file", type=Path)
-    ap.add_argument("--stop-file", type=Path)
-    ap.add_argument("--idle-timeout", type=float, default=300.0)
+    add_process_args(ap)
     ap.add_argument("--lcores", default="0", help="EAL -l: one shard per lcore")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="frontend-dpdk %(levelname)s %(message)s")

@@ -56,8 +56,8 @@ def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None
     return Frontend(fc, deciders, cookie.CookieSecrets.generate())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="miresga-frontend", description=__doc__)
+def add_process_args(ap: argparse.ArgumentParser) -> None:
+    """The flags the controller starts every front-end process with (Python or C/DPDK)."""
     ap.add_argument("--netns", help="network namespace to run in")
     ap.add_argument("--iface", default="eth0")
     ap.add_argument("--config", required=True, help="the miresga config (listeners, pools)")
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats-file", type=Path)
     ap.add_argument("--stop-file", type=Path)
     ap.add_argument("--idle-timeout", type=float, default=300.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="miresga-frontend", description=__doc__)
+    add_process_args(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="frontend %(levelname)s %(message)s")
     from ..agent.loader import enter_netns
