@@ -14,8 +14,11 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,8 +63,12 @@ def _worker_entry(config: Config, registry: Registry, control: socket.socket, in
 
 class Master:
     def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool,
-                 splice: str = "auto"):
+                 splice: str = "auto", engine: str = "python"):
         self.config = config
+        self.engine = engine
+        self.native: tuple[Any, str] | None = None  # (binary, plan path) of engine native
+        if engine == "native":
+            self.native = _prepare_native(config, registry)
         self.registry = registry
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
@@ -80,10 +87,16 @@ class Master:
 
     def spawn(self, index: int) -> None:
         parent, child = socket.socketpair()
-        proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
-                                args=(self.config, self.registry, child, index, self.use_uvloop,
-                                      self.splice),
-                                daemon=False)
+        proc: Any
+        if self.native is not None:
+            from .native import NativeWorker
+
+            proc = NativeWorker(self.native[0], self.native[1], index, child)
+        else:
+            proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
+                                    args=(self.config, self.registry, child, index,
+                                          self.use_uvloop, self.splice),
+                                    daemon=False)
         proc.start()
         child.close()
         self.workers[index] = WorkerHandle(index, proc, parent)
@@ -174,6 +187,24 @@ class Master:
             admin.close()
         drain = max(lst.timeouts.drain for lst in self.config.listeners)
         await loop.run_in_executor(None, self.stop_workers, time.monotonic() + drain + 2)
+        if self.native is not None:
+            shutil.rmtree(os.path.dirname(self.native[1]), ignore_errors=True)
+
+
+def _prepare_native(config: Config, registry: Registry) -> tuple[Any, str]:
+    """Engine native: check the config, build the worker, write its plan."""
+    from .native import build_worker, check_native, write_plan
+
+    programs = check_native(config, registry)
+    binary = build_worker()
+    plan = os.path.join(tempfile.mkdtemp(prefix="miresga-kw-"), "plan")
+    write_plan(config, registry, plan, programs)
+    check = subprocess.run([str(binary), "--plan", plan, "--check"], capture_output=True,
+                           text=True, timeout=30, check=False)
+    if check.returncode != 0:  # a worker would die at once, again and again
+        shutil.rmtree(os.path.dirname(plan), ignore_errors=True)
+        raise MiresgaError(f"native kernel worker refused its plan: {check.stderr.strip()}")
+    return binary, plan
 
 
 def _read_line(sock: socket.socket) -> bytes:

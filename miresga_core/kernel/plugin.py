@@ -27,6 +27,10 @@ class KernelOptions:
                       else "must be \"auto\", \"sockmap\" or \"relay\"",
                       doc="response bodies and tunnels: sockmap = in-kernel splice (eBPF, "
                           "needs root), relay = user space, auto = sockmap when permitted")
+    engine: Literal["python", "native"] = opt(
+        "python", doc="who serves requests: \"python\" = asyncio workers (every protocol), "
+                      "\"native\" = C workers (native/kernel, HTTP/1 listeners only; see "
+                      "docs/native-kernel.md)")
     rules: Literal["c", "python", "prototype"] = opt(
         "c", doc="how requests are decided: the compiled rule program in the C VM (Python VM "
                  "when the extension is missing, logged), the Python VM, or the parser's "
@@ -39,9 +43,10 @@ class KernelDataPlane:
 
     def run(self, config: Config, pm: pluggy.PluginManager, registry: Registry) -> int:
         opts: KernelOptions = config.dataplane.options or KernelOptions()
+        master = Master(config, registry, opts.workers, opts.uvloop, opts.splice, opts.engine)
         check_bindable(config)
-        master = Master(config, registry, opts.workers, opts.uvloop, opts.splice)
-        if master.count == 1 and config.admin.listen is None and not _has_health(config):
+        if opts.engine == "python" and master.count == 1 and config.admin.listen is None \
+                and not _has_health(config):
             serve_worker(config, registry, None, 0, opts.uvloop, opts.splice)  # no master
         else:
             asyncio.run(master.main())

@@ -1,0 +1,186 @@
+"""The native engine of the ``kernel`` data plane: C worker processes (``miresga-kw``).
+
+With ``[dataplane.kernel] engine = "native"`` the Python master stays the control plane
+(config, health checks, admin API, supervision) and the per-request work runs in
+``native/kernel`` (docs/native-kernel.md). This module is the Python side of that split:
+
+* ``check_native(config)`` refuses what the native worker does not serve (non-HTTP/1
+  listeners, listeners without a compiled rule program), naming file and line;
+* ``build_worker()`` builds the binary on demand with make (a clear error naming what to
+  install when there is no compiler);
+* ``write_plan(config, registry, path)`` writes what the workers serve: listeners with their
+  compiled rule programs, pools and backends, timeouts. The format, one record per line,
+  fields separated by one space, text percent-encoded (kw_plan.c reads it)::
+
+      pool <name> <passive 0|1> <cooldown ms>
+      backend <host> <port> <weight> <label> <address text>     (of the pool above)
+      listener <name> <host> <port> <v6 0|1> <max_head> <retries> <forwarded_for 0|1>
+               <head ms> <idle ms> <connect ms> <response ms> <drain ms>
+               <n> <plan pool index of program pool 0..n-1> <program hex>
+      splice_min <bytes>
+
+* ``NativeWorker`` runs one worker with its control socket inherited; it quacks like the
+  ``multiprocessing.Process`` the master supervises (``is_alive``, ``pid``, ``join``...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..bpf.build import REPO_ROOT, BuildError
+from ..bytecode.compiler import CompileError, compile_listener
+from ..bytecode.program import decode, encode
+from ..config import Config
+from ..errors import ConfigError
+from ..tomlpos import KeyLines
+
+__all__ = ["KW_DIR", "NativeWorker", "build_worker", "check_native", "write_plan"]
+
+KW_DIR = REPO_ROOT / "native" / "kernel"
+SPLICE_MIN = 64 * 1024  # response bodies at least this long move with splice(2)
+MAX_RETRIES = 15  # the worker tracks at most 16 tried backends per request
+
+
+def _line(config: Config, path: tuple[str | int, ...]) -> int | None:
+    try:
+        with open(config.file, encoding="utf-8") as fh:
+            return KeyLines(fh.read()).line_of(path)
+    except OSError:
+        return None
+
+
+def check_native(config: Config, registry: Any) -> dict[str, bytes]:
+    """The encoded rule program of every listener; refuse what the native engine cannot
+    serve (``ConfigError`` naming the file, line and listener)."""
+    programs = {}
+    for i, listener in enumerate(config.listeners):
+        if listener.protocol != "http1":
+            raise ConfigError(
+                f"engine = \"native\" serves HTTP/1 listeners only (this one is "
+                f"{listener.protocol!r}): use engine = \"python\" or another data plane",
+                file=config.file, line=_line(config, ("listeners", i, "protocol")),
+                key=f"listeners[{i}].protocol")
+        try:
+            program = compile_listener(config, listener, registry)
+        except (CompileError, NotImplementedError) as exc:
+            raise ConfigError(f"engine = \"native\" needs the compiled rule program: {exc}",
+                              file=config.file, line=_line(config, ("listeners", i)),
+                              key=f"listeners[{i}]") from None
+        programs[listener.name] = encode(program)
+    return programs
+
+
+def build_worker(asan: bool = False, timeout: float = 300.0) -> Path:
+    """Build ``native/kernel/build/miresga-kw`` (or the ASan+UBSan variant) with make.
+
+    ``MIRESGA_KW_BINARY`` names a binary to use instead (tests run the sanitizer build
+    that way)."""
+    override = os.environ.get("MIRESGA_KW_BINARY")
+    if override:
+        if not os.access(override, os.X_OK):
+            raise BuildError(f"MIRESGA_KW_BINARY={override} is not an executable")
+        return Path(override)
+    for tool in ("make", "cc"):
+        if shutil.which(tool) is None:
+            raise BuildError(f"`{tool}` is not installed: the native kernel worker is built "
+                             "from source (Debian: apt install gcc make)")
+    name = "miresga-kw-asan" if asan else "miresga-kw"
+    target = Path("build") / name
+    (KW_DIR / "build").mkdir(exist_ok=True)
+    lock = os.open(KW_DIR / "build" / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(["make", "-s", "-C", str(KW_DIR), str(target)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    finally:
+        os.close(lock)
+    if proc.returncode != 0:
+        raise BuildError(f"building native/kernel/{target} failed (make exit "
+                         f"{proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
+    return KW_DIR / target
+
+
+def _q(text: str) -> str:
+    return quote(text, safe="") or "%00"  # never an empty field (%00 reads back as "")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def write_plan(config: Config, registry: Any, path: str | os.PathLike[str],
+               programs: dict[str, bytes] | None = None) -> None:
+    """Write the workers' plan (format: module docstring)."""
+    if programs is None:
+        programs = check_native(config, registry)
+    names = list(config.pools)
+    lines = [f"splice_min {SPLICE_MIN}"]
+    for name in names:
+        pool = config.pools[name]
+        lines.append(f"pool {_q(name)} {int(pool.health.passive)} {_ms(pool.health.cooldown)}")
+        for backend in pool.backend_objects():
+            lines.append(f"backend {_q(backend.address.host)} {backend.address.port} "
+                         f"{backend.weight} {_q(backend.label)} {_q(str(backend.address))}")
+    for listener in config.listeners:
+        data = programs[listener.name]
+        program = decode(data)
+        t = listener.timeouts
+        pool_index = " ".join(str(names.index(p)) for p in program.pools)
+        lines.append(
+            f"listener {_q(listener.name)} {_q(listener.listen.host)} {listener.listen.port} "
+            f"{int(listener.listen.family_v6)} {listener.max_head} "
+            f"{min(listener.retries, MAX_RETRIES)} {int(listener.forwarded_for)} "
+            f"{_ms(t.head)} {_ms(t.idle)} {_ms(t.connect)} {_ms(t.response)} {_ms(t.drain)} "
+            f"{len(program.pools)} {pool_index}{' ' if pool_index else ''}{data.hex()}")
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+class NativeWorker:
+    """One ``miresga-kw`` process; the interface the master uses of a Process."""
+
+    def __init__(self, binary: Path, plan: str, index: int, control: socket.socket) -> None:
+        self.binary, self.plan, self.index, self.control = binary, plan, index, control
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        fd = self.control.fileno()
+        self.proc = subprocess.Popen(
+            [str(self.binary), "--plan", self.plan, "--worker", str(self.index),
+             "--control-fd", str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+            preexec_fn=_ignore_sigint)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when workers stop
