@@ -1,5 +1,8 @@
 """The ``kernel`` data plane end to end: real load balancer process, real backends (demo
-servers on loopback), real clients (curl and http.client)."""
+servers on loopback), real clients (curl and http.client).
+
+Every test runs with both engines (``[dataplane.kernel] engine``): the Python asyncio
+workers and the native C workers (native/kernel), which must behave the same."""
 
 from __future__ import annotations
 
@@ -21,8 +24,11 @@ from miresga_core.harness import Backends, LoadBalancer, free_port, serving
 
 pytestmark = pytest.mark.slow
 
+ENGINES = ["python", "native"]
+
 BASE = """
 [dataplane.kernel]
+engine = "{engine}"
 workers = {workers}
 [admin]
 listen = "127.0.0.1:{{admin}}"
@@ -50,9 +56,9 @@ backends = [{{ address = "{{addr:s1}}", name = "s1" }}]
 NAMES = ["w1", "w2", "a1", "s1"]
 
 
-@pytest.fixture(scope="module")
-def lb():
-    with serving(BASE.format(workers=2), NAMES) as (balancer, _):
+@pytest.fixture(scope="module", params=ENGINES)
+def lb(request):
+    with serving(BASE.format(workers=2, engine=request.param), NAMES) as (balancer, _):
         yield balancer
 
 
@@ -194,6 +200,7 @@ def test_admin_status_and_metrics(lb):
 
 DEAD_CONFIG = """
 [dataplane.kernel]
+engine = "{engine}"
 workers = 1
 [[listeners]]
 listen = "127.0.0.1:{{port}}"
@@ -210,8 +217,9 @@ match = {{ path = {{ prefix = "/lonely" }} }}
 """
 
 
-def test_dead_backend_post_502_then_taken_out():
-    config = DEAD_CONFIG.format(dead=free_port())
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dead_backend_post_502_then_taken_out(engine):
+    config = DEAD_CONFIG.format(dead=free_port(), engine=engine)
     with serving(config, ["live"]) as (lb, _):
         conn = http.client.HTTPConnection(lb.host, lb.port, timeout=5)
         conn.request("POST", "/form", body=b"a=1")  # round-robin starts with "dead"
@@ -222,8 +230,9 @@ def test_dead_backend_post_502_then_taken_out():
         assert "connect to dead failed" in lb.log()
 
 
-def test_dead_backend_get_retried_transparently():
-    config = DEAD_CONFIG.format(dead=free_port())
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dead_backend_get_retried_transparently(engine):
+    config = DEAD_CONFIG.format(dead=free_port(), engine=engine)
     with serving(config, ["live"]) as (lb, _):
         assert [get_ok(lb) for _ in range(6)] == ["live"] * 6
         reply = raw_exchange(lb, b"GET /lonely HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -232,8 +241,9 @@ def test_dead_backend_get_retried_transparently():
         assert reply.startswith(b"HTTP/1.1 503 ")  # ... and is now out: nothing up
 
 
-def test_sigterm_drains_in_flight_requests():
-    with serving(BASE.format(workers=1), NAMES) as (lb, _):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigterm_drains_in_flight_requests(engine):
+    with serving(BASE.format(workers=1, engine=engine), NAMES) as (lb, _):
         result: dict[str, object] = {}
 
         def slow() -> None:
