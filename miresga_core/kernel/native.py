@@ -43,7 +43,8 @@ from ..config import Config
 from ..errors import ConfigError
 from ..tomlpos import KeyLines
 
-__all__ = ["KW_DIR", "NativeWorker", "build_worker", "check_native", "write_plan"]
+__all__ = ["KW_DIR", "NativeWorker", "build_target", "build_worker", "check_native",
+           "write_plan"]
 
 KW_DIR = REPO_ROOT / "native" / "kernel"
 SPLICE_MIN = 64 * 1024  # response bodies at least this long move with splice(2)
@@ -89,11 +90,15 @@ def build_worker(asan: bool = False, timeout: float = 300.0) -> Path:
         if not os.access(override, os.X_OK):
             raise BuildError(f"MIRESGA_KW_BINARY={override} is not an executable")
         return Path(override)
+    return build_target("miresga-kw-asan" if asan else "miresga-kw", timeout)
+
+
+def build_target(name: str, timeout: float = 300.0) -> Path:
+    """``make -C native/kernel build/<name>`` (serialised by a lock); returns the path."""
     for tool in ("make", "cc"):
         if shutil.which(tool) is None:
             raise BuildError(f"`{tool}` is not installed: the native kernel worker is built "
                              "from source (Debian: apt install gcc make)")
-    name = "miresga-kw-asan" if asan else "miresga-kw"
     target = Path("build") / name
     (KW_DIR / "build").mkdir(exist_ok=True)
     lock = os.open(KW_DIR / "build" / ".lock", os.O_CREAT | os.O_RDWR, 0o644)

@@ -330,3 +330,11 @@ long h1_chunked_feed(struct h1_chunked *c, const uint8_t *data, size_t n)
 	}
 	return (long)pos;
 }
+
+/* ------------------------------------------------------------------ test front door */
+/* The unit tests drive this file through ctypes (build/libh1frame.so) with the scanner
+ * state kept opaque: these say how big it is and read its outcome. */
+
+size_t h1_chunked_sizeof(void) { return sizeof(struct h1_chunked); }
+int h1_chunked_done(const struct h1_chunked *c) { return c->done; }
+const char *h1_chunked_error(const struct h1_chunked *c) { return c->err; }

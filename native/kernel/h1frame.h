@@ -54,4 +54,9 @@ void h1_chunked_init(struct h1_chunked *c);
  * body), or -1 with c->err when the framing is broken. c->done once the last CRLF went by. */
 long h1_chunked_feed(struct h1_chunked *c, const uint8_t *data, size_t len);
 
+/* for the ctypes tests: the scanner state as an opaque block */
+size_t h1_chunked_sizeof(void);
+int h1_chunked_done(const struct h1_chunked *c);
+const char *h1_chunked_error(const struct h1_chunked *c);
+
 #endif /* H1FRAME_H */
