@@ -28,7 +28,7 @@ OBJECTS = {"1k": 1024, "64k": 65536, "1m": 1 << 20}
 BACKEND_PORTS = (8081, 8082)
 WORKERS = 2
 TARGETS = {"direct": 8081, "haproxy": 9001, "nginx": 9002, "miresga-relay": 9003,
-           "miresga-sockmap": 9004}
+           "miresga-sockmap": 9004, "miresga-native": 9005}
 
 
 @dataclass
@@ -75,8 +75,9 @@ def _haproxy_conf() -> str:
 def _miresga_conf(splice: str, port: int) -> str:
     backends = ", ".join(f'{{ address = "{BE_IP}:{p}", name = "b{i}" }}'
                          for i, p in enumerate(BACKEND_PORTS))
+    how = 'engine = "native"' if splice == "native" else f'splice = "{splice}"'
     return (f'[dataplane]\nkind = "kernel"\n[dataplane.kernel]\nworkers = {WORKERS}\n'
-            f'splice = "{splice}"\n[[listeners]]\nname = "web"\n'
+            f'{how}\n[[listeners]]\nname = "web"\n'
             f'listen = "{LB_IP}:{port}"\nprotocol = "http1"\ndefault_pool = "web"\n'
             f'forwarded_for = false\n'
             f'[pools.web]\npolicy = "round-robin"\nbackends = [{backends}]\n')

@@ -43,6 +43,7 @@
 
 #define RBUF_CAP (64 * 1024)            /* backend -> client; also the largest response head */
 #define CBUF_BODY (16 * 1024)           /* room for body bytes beyond max_head */
+#define HDR_ROOM 32                     /* kept free in rbuf while a response head is read */
 #define XFF_RESERVE 128                 /* kept free in cbuf for the X-Forwarded-For line */
 #define PIPE_SIZE (512 * 1024)
 #define MAX_TRIES 16
@@ -81,6 +82,7 @@ struct kw_client {
 	struct kw_bconn *b;
 	/* the current request */
 	int req_body, req_done, keep_alive, upgrade, idempotent, is_head, pin, keep_head;
+	int stripped;                   /* its "Connection: close" was not forwarded */
 	int64_t req_left;
 	struct h1_chunked req_ch;
 	int pool, bidx, ntried, tried[MAX_TRIES], answered, head_timer;
@@ -105,6 +107,11 @@ static int ep;
 static struct kw_client *clients;       /* every live client (timer sweep, drain) */
 static struct kw_client *runq;          /* clients with work left after DRIVE_ROUNDS */
 static struct kw_bconn *grave;
+static int spare_pipes[64][2];          /* empty pipes kept for the next connection */
+static int nspare;
+static struct kw_client *spare_clients;  /* freed clients with their buffers, for reuse */
+static int nspare_clients;
+#define SPARE_CLIENTS 256
 static long nclients;
 static volatile sig_atomic_t stop_requested;
 static int draining;
@@ -266,14 +273,24 @@ static void client_free(struct kw_client *c)
 		clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->pipe_r >= 0) {
+	if (c->pipe_r >= 0 && !c->pipe_bytes && nspare < 64) {
+		/* creating and sizing a pipe costs more than a 64 KiB copy: reuse empty ones */
+		spare_pipes[nspare][0] = c->pipe_r;
+		spare_pipes[nspare++][1] = c->pipe_w;
+	} else if (c->pipe_r >= 0) {
 		close(c->pipe_r);
 		close(c->pipe_w);
+	}
+	nclients--;
+	if (nspare_clients < SPARE_CLIENTS) {  /* malloc + free of 100 KB per connection show */
+		c->next = spare_clients;
+		spare_clients = c;
+		nspare_clients++;
+		return;
 	}
 	free(c->cbuf);
 	free(c->rbuf);
 	free(c);
-	nclients--;
 }
 
 static void client_close(struct kw_client *c)
@@ -495,6 +512,52 @@ static void insert_xff(struct kw_client *c, uint32_t *head_len)
 	*head_len = hl + n;
 }
 
+static int ieq_n(const uint8_t *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int ch = a[i] >= 'A' && a[i] <= 'Z' ? a[i] + 32 : a[i];
+
+		if (ch != b[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* Connection is hop-by-hop (RFC 9110 7.6.1): a client's "Connection: close" ends the client
+ * connection, not ours to the backend. An HTTP/1.1 request head's exact "Connection: close"
+ * line is dropped, so the backend keeps the connection for the next client (what NGINX
+ * and HAProxy do); anything else (other tokens, HTTP/1.0) is forwarded as received. */
+static void strip_connection_close(struct kw_client *c, uint32_t *head_len)
+{
+	uint32_t p, hl = *head_len;
+	const uint8_t *nl = memchr(c->cbuf, '\n', hl);
+
+	if (!nl || nl - c->cbuf < 9 || memcmp(nl - 9, "HTTP/1.1", 8))
+		return;
+	for (p = (uint32_t)(nl - c->cbuf) + 1; p < hl;) {
+		const uint8_t *end = memchr(c->cbuf + p, '\n', hl - p);
+		uint32_t len = (uint32_t)(end - (c->cbuf + p)) + 1, v = p + 11, e;
+
+		if (len > 11 && ieq_n(c->cbuf + p, "connection:", 11)) {
+			e = p + len - 1;
+			if (e > v && c->cbuf[e - 1] == '\r')
+				e--;
+			while (v < e && (c->cbuf[v] == ' ' || c->cbuf[v] == '\t'))
+				v++;
+			while (e > v && (c->cbuf[e - 1] == ' ' || c->cbuf[e - 1] == '\t'))
+				e--;
+			if (e - v != 5 || !ieq_n(c->cbuf + v, "close", 5))
+				return;  /* only the plain case is rewritten */
+			memmove(c->cbuf + p, c->cbuf + p + len, c->clen - p - len);
+			c->clen -= len;
+			*head_len = hl - len;
+			c->stripped = 1;
+			return;
+		}
+		p += len;
+	}
+}
+
 static void describe(struct kw_client *c, uint32_t head_len)
 {
 	uint32_t i = 0, sp = 0;
@@ -621,6 +684,9 @@ static int decide(struct kw_client *c)
 		local_keep(c, head_len, 503, why);
 		return 1;
 	}
+	c->stripped = 0;
+	if (!c->keep_alive)
+		strip_connection_close(c, &head_len);
 	if (L->xff)
 		insert_xff(c, &head_len);
 	c->cw = 0;
@@ -684,6 +750,51 @@ static void response_started(struct kw_client *c)
 	}
 }
 
+/* The client asked for close but the backend was not told (strip_connection_close): the
+ * response must say "Connection: close" itself, or the client would send its next request
+ * into a closing socket. A "Connection: keep-alive" line is replaced, else one is added
+ * before the empty line. rbuf keeps HDR_ROOM free while a head is read, for this. */
+static void say_close(struct kw_client *c, size_t *head_len)
+{
+	static const char line[] = "Connection: close\r\n";
+	uint8_t *h = c->rbuf + c->rfwd;
+	uint32_t hl = (uint32_t)*head_len, p, cut, n = sizeof(line) - 1, drop = 0;
+	const uint8_t *nl = memchr(h, '\n', hl);
+
+	if (!nl || c->rlen + n > RBUF_CAP)
+		return;
+	for (p = (uint32_t)(nl - h) + 1; p < hl;) {
+		const uint8_t *end = memchr(h + p, '\n', hl - p);
+		uint32_t len = (uint32_t)(end - (h + p)) + 1;
+
+		if (len > 11 && ieq_n(h + p, "connection:", 11)) {
+			uint32_t v = p + 11, e = p + len - 1;
+
+			if (e > v && h[e - 1] == '\r')
+				e--;
+			while (v < e && (h[v] == ' ' || h[v] == '\t'))
+				v++;
+			while (e > v && (h[e - 1] == ' ' || h[e - 1] == '\t'))
+				e--;
+			if (e - v == 5 && ieq_n(h + v, "close", 5))
+				return;  /* already says it */
+			if (e - v == 10 && ieq_n(h + v, "keep-alive", 10)) {
+				cut = p;
+				drop = len;
+				goto splice_line;
+			}
+		}
+		p += len;
+	}
+	cut = hl - ((hl >= 4 && !memcmp(h + hl - 4, "\r\n\r\n", 4)) ||
+		    (hl >= 3 && !memcmp(h + hl - 3, "\n\r\n", 3)) ? 2 : 1);
+splice_line:
+	memmove(h + cut + n, h + cut + drop, c->rlen - c->rfwd - cut - drop);
+	memcpy(h + cut, line, n);
+	c->rlen = c->rlen + n - drop;
+	*head_len = hl + n - drop;
+}
+
 static int response_head(struct kw_client *c)
 {
 	struct h1_resp r;
@@ -691,7 +802,7 @@ static int response_head(struct kw_client *c)
 				   &r);
 
 	if (rc == 0) {
-		if (c->rfwd == 0 && c->rlen == RBUF_CAP) {
+		if (c->rfwd == 0 && c->rlen >= RBUF_CAP - HDR_ROOM) {
 			release(c, 0);
 			fail(c, 502, "bad response: response head too large");
 			return 1;
@@ -707,15 +818,19 @@ static int response_head(struct kw_client *c)
 		return 1;
 	}
 	response_started(c);
-	c->rfwd += (uint32_t)r.head_len;
-	if (r.status >= 100 && r.status < 200 && r.status != 101)
+	if (r.status >= 100 && r.status < 200 && r.status != 101) {
+		c->rfwd += (uint32_t)r.head_len;
 		return 1;  /* 100 Continue & co: relayed, the real response follows */
+	}
 	if (r.status == 101 && c->upgrade) {
 		c->state = S_TUNNEL;
 		c->rfwd = c->rlen;
 		c->cfwd = c->clen;
 		return 1;
 	}
+	if (c->stripped)
+		say_close(c, &r.head_len);
+	c->rfwd += (uint32_t)r.head_len;
 	c->b->be->requests[c->L->index]++;
 	c->resp_keep = r.keep_alive;
 	c->resp_body = r.body;
@@ -904,6 +1019,12 @@ static int open_pipe(struct kw_client *c)
 
 	if (c->pipe_r >= 0)
 		return 0;
+	if (nspare) {
+		nspare--;
+		c->pipe_r = spare_pipes[nspare][0];
+		c->pipe_w = spare_pipes[nspare][1];
+		return 0;
+	}
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -1;
 	fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE);
@@ -948,6 +1069,7 @@ static int splice_in(struct kw_client *c)
 static int backend_read(struct kw_client *c)
 {
 	struct kw_bconn *b = c->b;
+	uint32_t room;
 	ssize_t n;
 
 	if (!b || b->connecting || !b->rd || b->eof)
@@ -959,11 +1081,12 @@ static int backend_read(struct kw_client *c)
 	if (c->state == S_FWD && c->rstate == RS_LEN && c->rw == c->rlen &&
 	    c->resp_left >= plan.splice_min)
 		return splice_in(c);
-	if (c->pipe_bytes || c->rlen >= RBUF_CAP)
+	room = RBUF_CAP - (c->state == S_FWD && c->rstate == RS_HEAD ? HDR_ROOM : 0);
+	if (c->pipe_bytes || c->rlen >= room)
 		return 0;
-	n = recv(b->fd, c->rbuf + c->rlen, RBUF_CAP - c->rlen, 0);
+	n = recv(b->fd, c->rbuf + c->rlen, room - c->rlen, 0);
 	if (n > 0) {
-		if ((uint32_t)n < RBUF_CAP - c->rlen && !b->rdhup)
+		if ((uint32_t)n < room - c->rlen && !b->rdhup)
 			b->rd = 0;
 		c->rlen += (uint32_t)n;
 		counters.relayed += (uint64_t)n;
@@ -1247,6 +1370,35 @@ static void peer_text(struct kw_client *c, struct sockaddr_storage *sa)
 	c->chash = fnv1a(c->ip);
 }
 
+/* a zeroed client with buffers for listener l (reused from the spare list when it fits) */
+static struct kw_client *new_client(struct kw_listener *l)
+{
+	uint32_t ccap = (uint32_t)l->max_head + CBUF_BODY + XFF_RESERVE;
+	struct kw_client *c = spare_clients;
+	uint8_t *cbuf = NULL, *rbuf = NULL;
+
+	if (c) {
+		spare_clients = c->next;
+		nspare_clients--;
+		if (c->ccap >= ccap) {
+			ccap = c->ccap;
+			cbuf = c->cbuf;
+		} else {
+			free(c->cbuf);
+		}
+		rbuf = c->rbuf;
+		memset(c, 0, sizeof(*c));
+	} else {
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return NULL;
+	}
+	c->ccap = ccap;
+	c->cbuf = cbuf ? cbuf : malloc(ccap);
+	c->rbuf = rbuf ? rbuf : malloc(RBUF_CAP);
+	return c;
+}
+
 static void accept_some(struct kw_listener *l)
 {
 	for (int i = 0; i < 64 && !draining; i++) {
@@ -1257,12 +1409,7 @@ static void accept_some(struct kw_listener *l)
 
 		if (fd < 0)
 			return;  /* EAGAIN, or EMFILE & co: the next wakeup tries again */
-		c = calloc(1, sizeof(*c));
-		if (c) {
-			c->ccap = (uint32_t)l->max_head + CBUF_BODY + XFF_RESERVE;
-			c->cbuf = malloc(c->ccap);
-			c->rbuf = malloc(RBUF_CAP);
-		}
+		c = new_client(l);
 		if (!c || !c->cbuf || !c->rbuf) {
 			if (c) {
 				free(c->cbuf);

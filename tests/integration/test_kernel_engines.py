@@ -83,6 +83,7 @@ class RawBackend:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.count = 0
+        self.last = b""  # the last request head received
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -102,7 +103,7 @@ class RawBackend:
                     if not data:
                         return
                     buf += data
-                buf = buf.split(b"\r\n\r\n", 1)[1]
+                self.last, buf = buf.split(b"\r\n\r\n", 1)
                 self.count += 1
                 data, close = self.reply(self.count)
                 for part in data.split(b"<pause>"):
@@ -124,6 +125,7 @@ def env(request):
     raw = RawBackend(lambda n: state["reply"](n))
     config = CONFIG.format(engine=request.param, raw=raw.port, dead=free_port(),
                            response=1)
+    state["backend"] = raw  # type: ignore[assignment]
     try:
         with serving(config, NAMES) as (lb, _):
             yield lb, state, request.param
@@ -284,15 +286,50 @@ def test_interim_responses_are_relayed_before_the_final_one(env):
              b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc")
     state["reply"] = lambda n: (reply, False)
     with socket.create_connection((lb.host, lb.port), timeout=5) as sock:
-        sock.sendall(b"GET /raw/early HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /raw/early HTTP/1.1\r\nHost: a\r\n\r\n")
         out = b""
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and len(out) < len(reply):
             chunk = sock.recv(65536)
             if not chunk:
                 break
             out += chunk
     assert out == reply
+
+
+def test_client_close_is_said_in_the_response(env):
+    """A client's Connection: close ends the client connection; the response says so
+    (the native engine keeps its backend connection and adds the header itself)."""
+    lb, state, engine = env
+    for reply in (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc",
+                  b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\ncontent-length: 3\r\n\r\nabc"):
+        state["reply"] = lambda n, r=reply: (r, False)
+        with socket.create_connection((lb.host, lb.port), timeout=5) as sock:
+            sock.sendall(b"GET /raw/c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            out = b""
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        head = out.split(b"\r\n\r\n")[0].lower()
+        assert out.endswith(b"\r\n\r\nabc"), out  # and the connection was closed
+        if engine == "native":  # python forwards the client's header: the backend says
+            assert b"connection: close" in head and b"keep-alive" not in head, head
+
+
+def test_forwarded_head_has_x_forwarded_for_and_no_hop_by_hop_close(env):
+    lb, state, engine = env
+    state["reply"] = lambda n: (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", False)
+    with socket.create_connection((lb.host, lb.port), timeout=5) as sock:
+        sock.sendall(b"GET /raw/h HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-A: 1\r\n\r\n")
+        while sock.recv(65536):
+            pass
+    head = state["backend"].last  # type: ignore[attr-defined]
+    assert head.startswith(b"GET /raw/h HTTP/1.1\r\nHost: a\r\n"), head
+    assert head.endswith(b"X-A: 1\r\nX-Forwarded-For: 127.0.0.1"), head
+    assert (b"Connection: close" in head) == (engine == "python"), head
 
 
 def test_backend_closing_mid_response_closes_the_client(env):
