@@ -41,8 +41,9 @@
 #include "h1frame.h"
 #include "kw.h"
 
-#define RBUF_CAP (64 * 1024)            /* backend -> client; also the largest response head */
+#define RBUF_CAP (128 * 1024)           /* backend -> client; also the largest response head */
 #define CBUF_BODY (16 * 1024)           /* room for body bytes beyond max_head */
+#define SLACK 64                        /* rbuf's origin may move this much (say_close) */
 #define HDR_ROOM 32                     /* kept free in rbuf while a response head is read */
 #define XFF_RESERVE 128                 /* kept free in cbuf for the X-Forwarded-For line */
 #define PIPE_SIZE (512 * 1024)
@@ -76,6 +77,7 @@ struct kw_client {
 	struct kw_listener *L;
 	int state;
 	uint8_t *cbuf, *rbuf;
+	uint8_t *rbase;                 /* rbuf's allocation: rbuf = rbase + SLACK, +- SLACK */
 	uint32_t clen, ccap, cw, cfwd;
 	uint32_t rlen, rw, rfwd;
 	int rd, wr, rdhup, eof;
@@ -100,12 +102,13 @@ struct kw_client {
 	char ip[INET6_ADDRSTRLEN];
 	int port;
 	uint32_t chash;
-	struct kw_client *prev, *next, *qnext;
+	struct kw_client *prev, *next, *qnext, *dnext;
 };
 
 static int ep;
 static struct kw_client *clients;       /* every live client (timer sweep, drain) */
 static struct kw_client *runq;          /* clients with work left after DRIVE_ROUNDS */
+static struct kw_client *dead;          /* closed clients, freed after the event batch */
 static struct kw_bconn *grave;
 static int spare_pipes[64][2];          /* empty pipes kept for the next connection */
 static int nspare;
@@ -289,17 +292,21 @@ static void client_free(struct kw_client *c)
 		return;
 	}
 	free(c->cbuf);
-	free(c->rbuf);
+	free(c->rbase);
 	free(c);
 }
 
 static void client_close(struct kw_client *c)
 {
+	if (c->state == S_DEAD)
+		return;
 	release(c, 0);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 	c->state = S_DEAD;  /* freed by the loop once no event of this round can point here */
+	c->dnext = dead;
+	dead = c;
 }
 
 /* queue bytes for the client (local answers); the caller checked the room */
@@ -789,8 +796,18 @@ static void say_close(struct kw_client *c, size_t *head_len)
 	cut = hl - ((hl >= 4 && !memcmp(h + hl - 4, "\r\n\r\n", 4)) ||
 		    (hl >= 3 && !memcmp(h + hl - 3, "\n\r\n", 3)) ? 2 : 1);
 splice_line:
-	memmove(h + cut + n, h + cut + drop, c->rlen - c->rfwd - cut - drop);
-	memcpy(h + cut, line, n);
+	if (c->rfwd == 0 && c->rw == 0) {
+		/* move the head's first part (short) rather than the body after it (long): the
+		 * buffer origin shifts by drop - n, within SLACK; finish() resets it */
+		uint8_t *origin = c->rbuf + drop - n;
+
+		memmove(origin, h, cut);
+		memcpy(origin + cut, line, n);
+		c->rbuf = origin;
+	} else {
+		memmove(h + cut + n, h + cut + drop, c->rlen - c->rfwd - cut - drop);
+		memcpy(h + cut, line, n);
+	}
 	c->rlen = c->rlen + n - drop;
 	*head_len = hl + n - drop;
 }
@@ -1198,6 +1215,7 @@ static int finish(struct kw_client *c)
 
 		release(c, reuse);
 		c->rlen = c->rw = c->rfwd = 0;
+		c->rbuf = c->rbase + SLACK;
 		if (c->cfwd > c->clen)
 			c->cfwd = c->clen;
 		memmove(c->cbuf, c->cbuf + c->cfwd, c->clen - c->cfwd);
@@ -1309,13 +1327,21 @@ static void sweep(int64_t now)
 
 static void reap(void)
 {
-	struct kw_client *c = clients, *next;
+	struct kw_client *c = dead, *keep = NULL;
 
-	for (; c; c = next) {
-		next = c->next;
-		if (c->state == S_DEAD && !c->queued)
+	dead = NULL;
+	while (c) {
+		struct kw_client *next = c->dnext;
+
+		if (c->queued) {  /* still on the run queue: next round */
+			c->dnext = keep;
+			keep = c;
+		} else {
 			client_free(c);
+		}
+		c = next;
 	}
+	dead = keep;
 }
 
 /* ------------------------------------------------------------------ listeners, accept */
@@ -1386,7 +1412,7 @@ static struct kw_client *new_client(struct kw_listener *l)
 		} else {
 			free(c->cbuf);
 		}
-		rbuf = c->rbuf;
+		rbuf = c->rbase;
 		memset(c, 0, sizeof(*c));
 	} else {
 		c = calloc(1, sizeof(*c));
@@ -1395,7 +1421,8 @@ static struct kw_client *new_client(struct kw_listener *l)
 	}
 	c->ccap = ccap;
 	c->cbuf = cbuf ? cbuf : malloc(ccap);
-	c->rbuf = rbuf ? rbuf : malloc(RBUF_CAP);
+	c->rbase = rbuf ? rbuf : malloc(RBUF_CAP + 2 * SLACK);
+	c->rbuf = c->rbase ? c->rbase + SLACK : NULL;
 	return c;
 }
 
@@ -1413,7 +1440,7 @@ static void accept_some(struct kw_listener *l)
 		if (!c || !c->cbuf || !c->rbuf) {
 			if (c) {
 				free(c->cbuf);
-				free(c->rbuf);
+				free(c->rbase);
 			}
 			free(c);
 			close(fd);
