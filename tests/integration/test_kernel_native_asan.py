@@ -30,6 +30,10 @@ SUBSET = [
     engines.test_active_health_down_gives_503_and_status_shows_it,
     engines.test_bad_chunked_request_body_is_400,
     engines.test_admin_counts_requests_and_bytes,
+    engines.test_client_close_is_said_in_the_response,
+    engines.test_forwarded_head_has_x_forwarded_for_and_no_hop_by_hop_close,
+    engines.test_garbage_and_abrupt_clients_do_not_hurt_the_workers,
+    engines.test_slow_reader_gets_every_byte,
 ]
 
 
@@ -41,6 +45,7 @@ def test_sanitized_worker_runs_the_engine_tests(monkeypatch, tmp_path):
     monkeypatch.setenv("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     state = {"reply": lambda n: (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", False)}
     raw = engines.RawBackend(lambda n: state["reply"](n))
+    state["backend"] = raw  # type: ignore[assignment]
     config = engines.CONFIG.format(engine="native", raw=raw.port, dead=engines.free_port(),
                                    response=1)
     try:
