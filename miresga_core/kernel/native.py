@@ -47,7 +47,9 @@ __all__ = ["KW_DIR", "NativeWorker", "build_target", "build_worker", "check_nati
            "write_plan"]
 
 KW_DIR = REPO_ROOT / "native" / "kernel"
-SPLICE_MIN = 64 * 1024  # response bodies at least this long move with splice(2)
+# Response bodies at least this long move with splice(2); MIRESGA_KW_SPLICE_MIN overrides it
+# (a measuring knob: a huge value relays everything through user space).
+SPLICE_MIN = 64 * 1024
 MAX_RETRIES = 15  # the worker tracks at most 16 tried backends per request
 
 
@@ -77,7 +79,39 @@ def check_native(config: Config, registry: Any) -> dict[str, bytes]:
                               file=config.file, line=_line(config, ("listeners", i)),
                               key=f"listeners[{i}]") from None
         programs[listener.name] = encode(program)
+        for pool in _uncompiled_pools(config, registry, listener):
+            raise ConfigError(
+                f"engine = \"native\" needs a compiled form of the pool's policy "
+                f"({config.pools[pool].policy!r} with these options has none, e.g. a hash "
+                f"on a cookie): use engine = \"python\" or another policy",
+                file=config.file, line=_line(config, ("pools", pool, "policy"))
+                or _line(config, ("pools", pool)), key=f"pools.{pool}.policy")
     return programs
+
+
+def _uncompiled_pools(config: Config, registry: Any, listener: Any) -> list[str]:
+    """Pools of ``listener`` whose policy leaves every pick to Python (``compile`` gives
+    None): the native worker has no Python to ask. A pool with no weight at all is fine
+    (nothing to pick: 503)."""
+    from ..bytecode.builder import ProgramBuilder
+    from ..bytecode.compiler import _policy_fields, make_parser
+
+    parser = make_parser(registry.parsers[listener.protocol], listener)
+    fields = sorted({c.field for r in listener.routes for c in r.match}
+                    | _policy_fields(config, registry, listener))
+    b = ProgramBuilder()
+    refs = parser.compile(b, fields)
+    out = []
+    for name in sorted({r.pool for r in listener.routes} | ({listener.default_pool} - {""})):
+        pool = config.pools[name]
+        backends = pool.backend_objects()
+        if not any(backend.weight for backend in backends):
+            continue
+        policy = registry.policies[pool.policy](backends, pool.options)
+        wanted = getattr(policy, "request_fields", None)
+        if (policy.compile(b, refs) if wanted is not None else policy.compile(b)) is None:
+            out.append(name)
+    return out
 
 
 def build_worker(asan: bool = False, timeout: float = 300.0) -> Path:
@@ -128,7 +162,7 @@ def write_plan(config: Config, registry: Any, path: str | os.PathLike[str],
     if programs is None:
         programs = check_native(config, registry)
     names = list(config.pools)
-    lines = [f"splice_min {SPLICE_MIN}"]
+    lines = [f"splice_min {int(os.environ.get('MIRESGA_KW_SPLICE_MIN', SPLICE_MIN))}"]
     for name in names:
         pool = config.pools[name]
         lines.append(f"pool {_q(name)} {int(pool.health.passive)} {_ms(pool.health.cooldown)}")

@@ -527,3 +527,15 @@ def test_slow_reader_gets_every_byte(env):
             if b"\r\n\r\n" in got and len(got.split(b"\r\n\r\n", 1)[1]) >= n:
                 break
     assert got.split(b"\r\n\r\n", 1)[1] == body_bytes(n)
+
+
+def test_native_engine_refuses_a_policy_without_compiled_form(tmp_path: Path):
+    cfg = tmp_path / "cookie.toml"
+    cfg.write_text('[dataplane.kernel]\nengine = "native"\n[[listeners]]\n'
+                   'listen = "127.0.0.1:1"\ndefault_pool = "p"\n[pools.p]\n'
+                   'policy = "consistent-hash"\noptions = { key = "cookie:sid" }\n'
+                   'backends = [{ address = "127.0.0.1:2" }, { address = "127.0.0.1:3" }]\n')
+    proc = subprocess.run([sys.executable, "-m", "miresga_core.cli", "serve", "-c", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{cfg}:7: pools.p.policy: engine = \"native\" needs a compiled form" in proc.stderr
