@@ -1460,6 +1460,10 @@ static void accept_some(struct kw_listener *l)
 		nclients++;
 		set_timer(c, T_IDLE, l->t_idle);
 		ep_add(fd, c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+		/* the request usually arrived with the handshake: read it now rather than after
+		 * another epoll round (an empty read costs one EAGAIN) */
+		c->rd = 1;
+		drive(c);
 	}
 }
 
