@@ -14,6 +14,7 @@ import http.client
 import json
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -498,8 +499,9 @@ def test_garbage_and_abrupt_clients_do_not_hurt_the_workers(env):
         with contextlib.suppress(OSError):
             sock.sendall(data)
         if i % 2:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            sock.close()  # reset
+            linger = struct.pack("ii", 1, 0)  # close with a reset
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            sock.close()
         else:
             socks.append(sock)
     time.sleep(0.3)

@@ -8,11 +8,10 @@ import os
 import shutil
 
 import pytest
+import test_kernel_engines as engines  # the sibling module (rootdir-less test dirs)
 
 from miresga_core.harness import serving
 from miresga_core.kernel.native import build_target
-
-import test_kernel_engines as engines  # the sibling module (rootdir-less test dirs)
 
 pytestmark = pytest.mark.slow
 

@@ -142,7 +142,8 @@ _header = st.one_of(
     st.builds(lambda v: f"Content-Length: {v}", st.one_of(
         st.integers(0, 10**12).map(str), st.sampled_from(["", "-1", "1 2", "0x10", " 5 "]))),
     st.builds(lambda v: f"Transfer-Encoding: {v}",
-              st.sampled_from(["chunked", "gzip, chunked", "gzip", "CHUNKED", "", "chunked, gzip"])),
+              st.sampled_from(["chunked", "gzip, chunked", "gzip", "CHUNKED", "",
+                               "chunked, gzip"])),
     st.builds(lambda ts: "Connection: " + ",".join(ts), st.lists(_token, max_size=3)),
     st.sampled_from(["X-A: b", "no-colon", "Bad Name: v", "Server:x", " folded", "a:\tb",
                      "Content-Length : 3", "X: a\rb", "Via: 1.1 x"]),
