@@ -114,7 +114,7 @@ static int spare_pipes[64][2];          /* empty pipes kept for the next connect
 static int nspare;
 static struct kw_client *spare_clients;  /* freed clients with their buffers, for reuse */
 static int nspare_clients;
-#define SPARE_CLIENTS 256
+#define SPARE_CLIENTS 64
 static long nclients;
 static volatile sig_atomic_t stop_requested;
 static int draining;
@@ -1426,6 +1426,38 @@ static struct kw_client *new_client(struct kw_listener *l)
 	return c;
 }
 
+static int64_t accept_paused_until;
+
+/* out of file descriptors: a level-triggered listener would wake us at once, forever.
+ * Stop watching the listeners for a while (the sweep turns them back on). */
+static void pause_accepting(void)
+{
+	struct epoll_event ev = { .events = 0 };
+
+	if (!accept_paused_until)
+		kw_log("warning", "accept: %s: not accepting for 100 ms", strerror(errno));
+	accept_paused_until = now_ms() + 100;
+	for (int i = 0; i < plan.nlisteners; i++)
+		if (plan.l[i].fd >= 0) {
+			ev.data.ptr = &plan.l[i];
+			epoll_ctl(ep, EPOLL_CTL_MOD, plan.l[i].fd, &ev);
+		}
+}
+
+static void resume_accepting(int64_t now)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	if (!accept_paused_until || now < accept_paused_until)
+		return;
+	accept_paused_until = 0;
+	for (int i = 0; i < plan.nlisteners; i++)
+		if (plan.l[i].fd >= 0) {
+			ev.data.ptr = &plan.l[i];
+			epoll_ctl(ep, EPOLL_CTL_MOD, plan.l[i].fd, &ev);
+		}
+}
+
 static void accept_some(struct kw_listener *l)
 {
 	for (int i = 0; i < 64 && !draining; i++) {
@@ -1434,8 +1466,11 @@ static void accept_some(struct kw_listener *l)
 		int fd = accept4(l->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct kw_client *c;
 
-		if (fd < 0)
-			return;  /* EAGAIN, or EMFILE & co: the next wakeup tries again */
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				pause_accepting();
+			return;  /* EAGAIN: all taken */
+		}
 		c = new_client(l);
 		if (!c || !c->cbuf || !c->rbuf) {
 			if (c) {
@@ -1593,6 +1628,8 @@ static int run(struct kw_ctl *ctl)
 		if (now - last_sweep >= SWEEP_MS) {
 			last_sweep = now;
 			sweep(now);
+			if (!draining)
+				resume_accepting(now);
 		}
 		reap();
 		bury();

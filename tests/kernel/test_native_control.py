@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -127,3 +128,50 @@ def test_missing_compiler_is_a_clear_error(tmp_path: Path):
                               p for p in sys.path if p)})
     assert "is not installed" in proc.stdout and "apt install gcc make" in proc.stdout, \
         proc.stdout + proc.stderr
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(tmp_path: Path):
+    """With RLIMIT_NOFILE exhausted, a level-triggered listener would wake the loop at once,
+    forever: the worker stops watching it for a while, and accepts again once fds free."""
+    import resource
+
+    backend = socket.create_server(("127.0.0.1", 0))
+    registry = registry_from(get_plugin_manager())
+    port = free_port()
+    text = CONFIG.format(port=port).replace("127.0.0.1:1", f"127.0.0.1:{backend.getsockname()[1]}")
+    plan = tmp_path / "plan"
+    write_plan(parse_config(text, registry, file="test.toml"), registry, plan)
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
+
+    proc = subprocess.Popen([str(build_worker()), "--plan", str(plan)], preexec_fn=low_limit,
+                            stderr=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        time.sleep(0.3)
+        for _ in range(40):  # more than the worker can hold; the rest wait in the backlog
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.3)
+        before = _cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        assert _cpu_seconds(proc.pid) - before < 0.3, "the worker spins on its listener"
+        for sock in clients:
+            sock.close()
+        clients.clear()
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")  # no Host: the program answers 400
+            assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+    finally:
+        for sock in clients:
+            sock.close()
+        proc.kill()
+        _, err = proc.communicate(timeout=5)
+        backend.close()
+    assert "not accepting for 100 ms" in err
