@@ -58,7 +58,7 @@ int worker_id;
 
 enum { S_HEAD, S_CONNECT, S_FWD, S_TUNNEL, S_CLOSING, S_DEAD };
 enum { RS_HEAD, RS_LEN, RS_CHUNKED, RS_CLOSE, RS_DONE };
-enum { T_NONE, T_IDLE, T_HEAD, T_CONNECT, T_RESPONSE, T_CLOSING };
+enum { T_NONE, T_IDLE, T_HEAD, T_CONNECT, T_RESPONSE, T_CLOSING, T_STALL };
 
 struct kw_client;
 
@@ -745,11 +745,19 @@ static void compact_cbuf(struct kw_client *c)
 	c->cw = 0;
 }
 
+/* a response under way: nothing moved in either direction for timeouts.response ends it
+ * (a backend stalled mid-body, or a client that stopped reading); every move re-arms it */
+static void moved(struct kw_client *c)
+{
+	if (c->tkind == T_STALL || (c->state == S_FWD && c->answered && c->tkind == T_NONE))
+		set_timer(c, T_STALL, c->L->t_response);
+}
+
 static void response_started(struct kw_client *c)
 {
 	if (!c->answered) {
 		c->answered = 1;
-		set_timer(c, T_NONE, 0);
+		set_timer(c, T_STALL, c->L->t_response);
 	}
 	if (c->keep_head) {
 		c->keep_head = 0;
@@ -1065,6 +1073,7 @@ static int splice_in(struct kw_client *c)
 		c->pipe_bytes += (uint32_t)n;
 		c->resp_left -= n;
 		counters.spliced += (uint64_t)n;
+		moved(c);
 		if (!c->resp_left) {
 			c->rstate = RS_DONE;
 			c->resp_done = 1;
@@ -1107,6 +1116,7 @@ static int backend_read(struct kw_client *c)
 			b->rd = 0;
 		c->rlen += (uint32_t)n;
 		counters.relayed += (uint64_t)n;
+		moved(c);
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1149,6 +1159,7 @@ static int client_flush(struct kw_client *c)
 		n = splice(c->pipe_r, NULL, c->fd, NULL, c->pipe_bytes,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
+			moved(c);
 			c->pipe_bytes -= (uint32_t)n;
 			if (c->pipe_bytes)
 				c->wr = 0;
@@ -1157,6 +1168,7 @@ static int client_flush(struct kw_client *c)
 	} else if (c->rw < c->rfwd) {
 		n = send(c->fd, c->rbuf + c->rw, c->rfwd - c->rw, MSG_NOSIGNAL);
 		if (n > 0) {
+			moved(c);
 			c->rw += (uint32_t)n;
 			if (c->rw < c->rfwd) {
 				c->wr = 0;
@@ -1313,6 +1325,16 @@ static void on_timer(struct kw_client *c)
 		break;
 	case T_CLOSING:
 		client_close(c);
+		break;
+	case T_STALL:
+		if (c->state == S_FWD) {
+			char w[256];
+
+			who(c, w, sizeof(w));
+			kw_log("warning", "%s: no progress for %lld ms mid-response: closing", w,
+			       (long long)c->L->t_response);
+			closing(c);
+		}
 		break;
 	}
 	drive(c);

@@ -341,6 +341,23 @@ def test_backend_closing_mid_response_closes_the_client(env):
     assert _conn_ok(lb)
 
 
+def test_backend_stalling_mid_body(env):
+    """The native engine closes a response that made no progress for timeouts.response
+    (1 s here); the Python engine waits for the backend (which closes after 3 s)."""
+    lb, state, engine = env
+    reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n" + b"z" * 100
+
+    def stall(n: int) -> tuple[bytes, bool]:
+        return reply + b"<pause>" * 100, True  # 100 x 30 ms of silence, then close
+
+    start = time.monotonic()
+    status, got, note = _raw_get(lb, state, stall)
+    elapsed = time.monotonic() - start
+    assert status == 200 and note == "incomplete" and got == b"z" * 100
+    if engine == "native":
+        assert elapsed < 2.5, elapsed
+
+
 def test_bad_response_head_is_502(env):
     lb, state, _ = env
     status, got, _ = _raw_get(lb, state, lambda n: (b"SPDY/9 nope\r\n\r\n", True))

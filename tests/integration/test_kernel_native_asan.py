@@ -33,6 +33,7 @@ SUBSET = [
     engines.test_forwarded_head_has_x_forwarded_for_and_no_hop_by_hop_close,
     engines.test_garbage_and_abrupt_clients_do_not_hurt_the_workers,
     engines.test_slow_reader_gets_every_byte,
+    engines.test_backend_stalling_mid_body,
 ]
 
 
