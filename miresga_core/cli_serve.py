@@ -93,6 +93,11 @@ def _listening(addr: Address) -> bool:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config, _, registry = load(args.config)
+    engine = getattr(config.dataplane.options, "engine", "python")
+    if config.dataplane.kind == "kernel" and engine == "native":
+        from .kernel.native import check_native
+
+        check_native(config, registry)  # what `serve` would refuse, refused here too
     print(f"{config.file}: OK (data plane {config.dataplane.kind})")
     policies = {name: (registry.policies[p.policy], p.options) for name, p in config.pools.items()}
     for listener in config.listeners:

@@ -484,10 +484,12 @@ def test_native_engine_refuses_http2_listener_naming_the_line(tmp_path: Path):
     cfg.write_text('[dataplane.kernel]\nengine = "native"\n[[listeners]]\n'
                    'listen = "127.0.0.1:1"\nprotocol = "http2"\ndefault_pool = "p"\n'
                    '[pools.p]\nbackends = [{ address = "127.0.0.1:2" }]\n')
-    proc = subprocess.run([sys.executable, "-m", "miresga_core.cli", "serve", "-c", str(cfg)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    assert f"{cfg}:5: listeners[0].protocol: engine = \"native\" serves HTTP/1" in proc.stderr
+    for command in ("serve", "check"):
+        proc = subprocess.run([sys.executable, "-m", "miresga_core.cli", command, "-c",
+                               str(cfg)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert f"{cfg}:5: listeners[0].protocol: engine = \"native\" serves HTTP/1" in \
+            proc.stderr
 
 
 def test_garbage_and_abrupt_clients_do_not_hurt_the_workers(env):
