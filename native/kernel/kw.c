@@ -1729,5 +1729,6 @@ int main(int argc, char **argv)
 		ep_add(control_fd, ctl, EPOLLIN);
 	}
 	rc = run(ctl);
+	free(ctl);
 	return rc;
 }
