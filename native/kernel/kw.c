@@ -605,15 +605,77 @@ static void local_keep(struct kw_client *c, uint32_t head_len, int status, const
 	set_timer(c, T_IDLE, c->L->t_idle);
 }
 
+/* the request body's framing from the program's outcome; -1 when it cannot be relayed */
+static int request_framing(struct kw_client *c, const struct mvm_result *res)
+{
+	switch (res->out[MVM_F_FRAMING]) {
+	case MVM_FRAMING_LENGTH:
+		c->req_body = H1_BODY_LENGTH;
+		c->req_left = res->out[MVM_F_CONTENT_LENGTH];
+		c->req_done = c->req_left == 0;
+		return 0;
+	case MVM_FRAMING_CHUNKED:
+		c->req_body = H1_BODY_CHUNKED;
+		h1_chunked_init(&c->req_ch);
+		c->req_done = 0;
+		return 0;
+	case MVM_FRAMING_NONE:
+		c->req_body = H1_BODY_NONE;
+		c->req_done = 1;
+		return 0;
+	}
+	return -1;
+}
+
+/* the program routed the request: take its decision, pick the backend, send it on */
+static void routed(struct kw_client *c, const struct mvm_result *res)
+{
+	struct kw_listener *L = c->L;
+	const struct mvm_decision *d = &L->prog->decisions[res->decision];
+	uint32_t head_len = (uint32_t)res->out[MVM_F_HEAD_LEN];
+	int flags = (int)res->out[MVM_F_FLAGS];
+
+	describe(c, head_len);
+	c->keep_alive = !!(flags & MVM_FLAG_KEEP_ALIVE);
+	c->upgrade = !!(flags & MVM_FLAG_UPGRADE);
+	c->pin = d->offload == MVM_OFFLOAD_PIN;
+	c->pool = L->pool_of[d->pool];
+	c->is_head = method_is(c, "HEAD");
+	if (request_framing(c, res) < 0) {
+		reject(c, 400, "request body without a length");
+		return;
+	}
+	c->idempotent = c->req_body == H1_BODY_NONE &&
+		(method_is(c, "GET") || method_is(c, "HEAD") || method_is(c, "OPTIONS") ||
+		 method_is(c, "TRACE") || method_is(c, "PUT") || method_is(c, "DELETE"));
+	c->ntried = 0;
+	c->bidx = pick(c, &plan.p[c->pool], res->out[MVM_F_BACKEND], now_ms());
+	if (c->bidx < 0) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "no backend up in pool '%s'", plan.p[c->pool].name);
+		local_keep(c, head_len, 503, why);
+		return;
+	}
+	c->stripped = 0;
+	if (!c->keep_alive)
+		strip_connection_close(c, &head_len);
+	if (L->xff)
+		insert_xff(c, &head_len);
+	c->cw = 0;
+	c->cfwd = head_len;
+	c->keep_head = c->idempotent;  /* kept for a retry until the response starts */
+	counters.requests++;
+	connect_backend(c);
+}
+
 /* HEAD state: run the rule program over the buffered bytes */
 static int decide(struct kw_client *c)
 {
 	struct kw_listener *L = c->L;
 	struct mvm_result res;
 	int64_t args[2] = { c->chash, (int64_t)L->seq };
-	uint32_t head_len;
-	int64_t now;
-	int flags;
+	char why[256];
 
 	if (!c->clen || RBUF_CAP - c->rlen < 1024)
 		return 0;  /* nothing to decide, or our answers are not read: wait */
@@ -632,75 +694,20 @@ static int decide(struct kw_client *c)
 		return 0;
 	}
 	c->head_timer = 0;
-	if (res.kind != MVM_ROUTE) {
-		char why[256];
-
-		if (res.kind == MVM_REJECT) {
-			snprintf(why, sizeof(why), "%.*s", (int)res.reason_len, res.reason);
-			reject(c, res.status, why);
-		} else {
-			snprintf(why, sizeof(why), "rule program error: %.*s", (int)res.reason_len,
-				 res.reason);
-			reject(c, 500, why);
-		}
-		return 1;
-	}
-	L->seq++;
-	head_len = (uint32_t)res.out[MVM_F_HEAD_LEN];
-	if (head_len == 0 || head_len > c->clen || res.decision < 0 ||
-	    (uint32_t)res.decision >= L->prog->n_decisions) {
+	if (res.kind == MVM_REJECT) {
+		snprintf(why, sizeof(why), "%.*s", (int)res.reason_len, res.reason);
+		reject(c, res.status, why);
+	} else if (res.kind != MVM_ROUTE) {
+		snprintf(why, sizeof(why), "rule program error: %.*s", (int)res.reason_len,
+			 res.reason);
+		reject(c, 500, why);
+	} else if (res.out[MVM_F_HEAD_LEN] <= 0 || res.out[MVM_F_HEAD_LEN] > c->clen ||
+		   res.decision < 0 || (uint32_t)res.decision >= L->prog->n_decisions) {
 		reject(c, 500, "rule program gave no usable head length or decision");
-		return 1;
+	} else {
+		L->seq++;
+		routed(c, &res);
 	}
-	flags = (int)res.out[MVM_F_FLAGS];
-	describe(c, head_len);
-	c->keep_alive = !!(flags & MVM_FLAG_KEEP_ALIVE);
-	c->upgrade = !!(flags & MVM_FLAG_UPGRADE);
-	c->pin = L->prog->decisions[res.decision].offload == MVM_OFFLOAD_PIN;
-	c->pool = L->pool_of[L->prog->decisions[res.decision].pool];
-	c->is_head = method_is(c, "HEAD");
-	switch (res.out[MVM_F_FRAMING]) {
-	case MVM_FRAMING_LENGTH:
-		c->req_body = H1_BODY_LENGTH;
-		c->req_left = res.out[MVM_F_CONTENT_LENGTH];
-		c->req_done = c->req_left == 0;
-		break;
-	case MVM_FRAMING_CHUNKED:
-		c->req_body = H1_BODY_CHUNKED;
-		h1_chunked_init(&c->req_ch);
-		c->req_done = 0;
-		break;
-	case MVM_FRAMING_NONE:
-		c->req_body = H1_BODY_NONE;
-		c->req_done = 1;
-		break;
-	default:
-		reject(c, 400, "request body without a length");
-		return 1;
-	}
-	c->idempotent = c->req_body == H1_BODY_NONE &&
-		(method_is(c, "GET") || method_is(c, "HEAD") || method_is(c, "OPTIONS") ||
-		 method_is(c, "TRACE") || method_is(c, "PUT") || method_is(c, "DELETE"));
-	now = now_ms();
-	c->ntried = 0;
-	c->bidx = pick(c, &plan.p[c->pool], res.out[MVM_F_BACKEND], now);
-	if (c->bidx < 0) {
-		char why[300];
-
-		snprintf(why, sizeof(why), "no backend up in pool '%s'", plan.p[c->pool].name);
-		local_keep(c, head_len, 503, why);
-		return 1;
-	}
-	c->stripped = 0;
-	if (!c->keep_alive)
-		strip_connection_close(c, &head_len);
-	if (L->xff)
-		insert_xff(c, &head_len);
-	c->cw = 0;
-	c->cfwd = head_len;
-	c->keep_head = c->idempotent;
-	counters.requests++;
-	connect_backend(c);
 	return 1;
 }
 
