@@ -74,7 +74,8 @@ class XdpOptions:
     def __post_init__(self) -> None:
         if self.frontend_workers > 1 and self.frontend != "dpdk":
             raise ValueError(f"frontend_workers = {self.frontend_workers} needs frontend = "
-                             f"\"dpdk\": the Python front-end runs one worker")
+                             f"\"dpdk\": the Python front-end runs one worker",
+                             "frontend_workers")
 
 
 class XdpController:
