@@ -123,9 +123,9 @@ def _action(record):
     return action(record)
 
 
-def _shard_digests(registry, events, shards: int) -> list[str]:
+def _shard_digests(registry, events, shards: int, config: str = tracegen.CONFIG) -> list[str]:
     """Per-shard digests of the reference shards' outputs (what mfe_replay prints)."""
-    ref = tracegen.machine(registry, shards)
+    ref = tracegen.machine(registry, shards, config)
     calls: list[list] = [[] for _ in range(shards)]
     for e in events:
         if e.get("expire"):
