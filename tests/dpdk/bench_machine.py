@@ -67,10 +67,10 @@ def main() -> int:
         ok = shards == 1 or [res[f"digest{i}"] for i in range(shards)] == \
             _shard_digests(reg, events, shards, config)
         split = " / ".join(res.get(f"packets{i}", res["packets"]) for i in range(shards))
-        pps = float(res["pps"])
-        print(f"  C, {shards} shard(s) on {shards} thread(s): {pps:,.0f} pkt/s together, "
-              f"{pps / shards:,.0f} per core (packets per shard {split}); "
-              f"outputs identical: {ok}")
+        pps, core = float(res["pps"]), float(res["pps_core"])
+        print(f"  C, {shards} shard(s) on {shards} thread(s): {pps:,.0f} pkt/s together "
+              f"(wall clock), {core:,.0f} pkt/s per core (CPU time); packets per shard "
+              f"{split}; outputs identical: {ok}")
         same = same and ok
     return 0 if same else 1
 
