@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -38,6 +39,7 @@ __all__ = ["MAX_WORKERS", "FeProcess", "eal_lcores", "write_config"]
 # af_packet ring: one 3-page frame per block (frames must tile the blocks exactly); the
 # shell's mbufs hold a whole ring frame (12256 bytes), so a 9000-byte MTU fits
 _RING = "framesz=12288,blocksz=12288,framecnt=256"
+log = logging.getLogger("miresga.dpdk")
 MAX_WORKERS = 32  # FE_MAX_SHARDS of native/dpdk/shell/fe_io.h
 
 
@@ -98,8 +100,26 @@ class FeProcess:
         self.sock: socket.socket | None = None
         self.ctl: socket.socket | None = None
 
+    def _gro_off(self) -> None:
+        """GRO off on the interface: the af_packet ring frame holds 12 KB, and a segment
+        the kernel merged beyond that arrives truncated (the machine drops it as
+        malformed, the client resends, and a large upload stalls or is reset). A DPDK
+        port on a real NIC never sees merged segments either."""
+        argv = ["ethtool", "-K", self.iface, "gro", "off"]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except FileNotFoundError:
+            log.warning("ethtool missing: GRO stays on for %s (merged segments > 12 KB "
+                        "are lost)", self.iface)
+            return
+        if r.returncode:
+            log.warning("ethtool -K %s gro off: %s", self.iface, r.stderr.strip())
+
     def start(self, config_file: Path, timeout: float = 20.0) -> None:
         binary = build.binary(self.asan)
+        self._gro_off()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for p in (self.offload_path, self.stats_path):
             p.unlink(missing_ok=True)
