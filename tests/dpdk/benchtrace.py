@@ -22,8 +22,9 @@ from miresga_core.wire import option
 MS = 10**6
 
 
-def generate(registry: Any, conns: int = 500, requests: int = 4) -> list[dict[str, Any]]:
-    rec = trace.Recorder(Frontend(tracegen.fe_config(), tracegen.decider(registry),
+def generate(registry: Any, conns: int = 500, requests: int = 4,
+             config: str = tracegen.CONFIG) -> list[dict[str, Any]]:
+    rec = trace.Recorder(Frontend(tracegen.fe_config(), tracegen.decider(registry, config),
                                   cookie.CookieSecrets(COOKIE_KEY)))
     now = tracegen.T0
     for i in range(conns):
