@@ -262,9 +262,9 @@ def run(opts: Options) -> Report:
         used = {s.section for s in steps}
         per_pass = _cost(steps, seconds) + (COST["fe-pps"] if want_pps else 0)
         expected = per_pass * opts.passes + sum(COST[f"setup-{u}"] for u in used)
-        print(f"miresga bench: {len(steps)} targets x cells = {cells_per_pass} cells per pass, "
-              f"{opts.passes} pass(es), {seconds:g} s per cell; expected duration about "
-              f"{_fmt(expected)}", flush=True)
+        print(f"miresga bench: {cells_per_pass} cells per pass ({len(steps)} target runs)"
+              f"{' + front-end packets/s' if want_pps else ''}, {opts.passes} pass(es), "
+              f"{seconds:g} s per cell; expected duration about {_fmt(expected)}", flush=True)
         progress = Progress(cells_per_pass * opts.passes, expected)
         up: list[Any] = []
         broken: list[Any] = []
@@ -299,7 +299,7 @@ def _setup(sec: Any, up: list[Any], broken: list[Any], out: Report) -> None:
     up.append(sec)
     try:
         sec.setup()
-    except Exception as e:  # noqa: BLE001 - reported; the other sections still run
+    except Exception as e:
         print(f"  {sec.name} topology failed: {str(e).splitlines()[0] if str(e) else e!r}",
               flush=True)
         out.skips.append(Skip(f"{sec.name} section", f"set-up failed: {str(e)[-600:]}"))
@@ -313,7 +313,7 @@ def _run_pps(rep: int, out: Report) -> None:
           flush=True)
     try:
         s = fe_pps.measure(rep)
-    except Exception as e:  # noqa: BLE001 - reported, the rest of the run still counts
+    except Exception as e:
         print(f" failed: {e}", flush=True)
         out.skips.append(Skip(f"fe-pps pass {rep}", f"failed: {e}"))
         return

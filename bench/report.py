@@ -314,18 +314,22 @@ def pps_table(pps: Sequence[PpsSample]) -> list[str]:
 
 def ranking_lines(rankings: Sequence[CellRanking]) -> list[str]:
     multi = [r for r in rankings if len(r.per_pass) > 1]
+    if not rankings:
+        return []
     if not multi:
         return ["### Ranking stability", "",
                 "One pass per cell (`--repeat 1`): no ranking comparison.", ""]
     same = sum(r.agree for r in multi)
+    n = max(len(r.per_pass) for r in multi)
     lines = ["### Ranking stability", "",
              f"Rankings identical in {same} of {len(multi)} cells (targets within "
              f"{TIE:.0%} of each other are a tie, `=`, and a tie is never a flip).", "",
-             "| cell | " + " | ".join(f"pass {i + 1}" for i in range(len(multi[0].per_pass)))
-             + " | same |", "|---|" + "---|" * (len(multi[0].per_pass) + 1)]
+             "| cell | " + " | ".join(f"pass {i + 1}" for i in range(n)) + " | same |",
+             "|---|" + "---|" * (n + 1)]
     for r in sorted(multi, key=lambda r: _cell_order(r.cell)):
         verdict = "yes" if r.agree else "no: " + ", ".join(f"{a}/{b}" for a, b in r.flipped)
-        lines.append(f"| {r.cell.label()} | " + " | ".join(r.per_pass) + f" | {verdict} |")
+        cols = r.per_pass + ["-"] * (n - len(r.per_pass))
+        lines.append(f"| {r.cell.label()} | " + " | ".join(cols) + f" | {verdict} |")
     return lines + [""]
 
 
