@@ -36,7 +36,7 @@ MODES = ("keep-alive", "close")
 COST = {"cell": 1.0, "start": 1.5, "start-miresga": 3.0, "start-xdp": 5.0,
         "setup-kernel": 3.0, "setup-xdp": 6.0, "fe-pps": 10.0}
 
-__all__ = ["Options", "main_targets", "plan", "run"]
+__all__ = ["Options", "describe", "main_targets", "plan", "run"]
 
 
 @dataclass
@@ -247,25 +247,39 @@ def _run_step(sec: Any, step: Step, rep: int, opts: Options, rep_out: Report,
         sec.stop(started)
 
 
+def expected(opts: Options) -> tuple[list[Step], bool, float]:
+    """The steps of one pass, whether the packets/s section runs, the expected seconds."""
+    sections = {"kernel": KernelSection(Path("/nonexistent")),
+                "xdp": XdpSection(Path("/nonexistent"))}
+    steps = plan(opts, sections)
+    want_pps = "fe-pps" in _pick("section", opts.sections, SECTIONS) and opts.only is None
+    per_pass = _cost(steps, opts.cell_seconds) + (COST["fe-pps"] if want_pps else 0)
+    return steps, want_pps, per_pass * opts.passes + sum(
+        COST[f"setup-{u}"] for u in {s.section for s in steps})
+
+
+def describe(opts: Options) -> str:
+    """What a run with ``opts`` does and about how long it takes (ValueError: bad selection)."""
+    steps, want_pps, secs = expected(opts)
+    cells = sum(len(s.cells) for s in steps)
+    return (f"{cells} cells per pass ({len(steps)} target runs)"
+            f"{' + front-end packets/s' if want_pps else ''}, {opts.passes} pass(es), "
+            f"{opts.cell_seconds:g} s per cell; expected duration about {_fmt(secs)}")
+
+
 def run(opts: Options) -> Report:
     seconds = opts.cell_seconds
     out = Report()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mrb-bench-") as tmpname:
         tmp = Path(tmpname)
         tmp.chmod(0o755)  # nginx workers run unprivileged
         sections: dict[str, Any] = {"kernel": KernelSection(tmp, opts.prefix),
                                     "xdp": XdpSection(tmp, f"{opts.prefix}x-")}
         steps = plan(opts, sections)
-        want_pps = "fe-pps" in _pick("section", opts.sections, SECTIONS) and (
-            opts.only is None)
-        cells_per_pass = sum(len(s.cells) for s in steps)
-        used = {s.section for s in steps}
-        per_pass = _cost(steps, seconds) + (COST["fe-pps"] if want_pps else 0)
-        expected = per_pass * opts.passes + sum(COST[f"setup-{u}"] for u in used)
-        print(f"miresga bench: {cells_per_pass} cells per pass ({len(steps)} target runs)"
-              f"{' + front-end packets/s' if want_pps else ''}, {opts.passes} pass(es), "
-              f"{seconds:g} s per cell; expected duration about {_fmt(expected)}", flush=True)
-        progress = Progress(cells_per_pass * opts.passes, expected)
+        _, want_pps, secs = expected(opts)
+        print(f"miresga bench: {describe(opts)}", flush=True)
+        progress = Progress(sum(len(s.cells) for s in steps) * opts.passes, secs)
         up: list[Any] = []
         broken: list[Any] = []
         try:
@@ -288,7 +302,7 @@ def run(opts: Options) -> Report:
                 sec.teardown()
     elapsed = time.monotonic() - progress.t0
     out_dir = opts.out_dir or (RESULTS / "partial" if opts.partial else RESULTS)
-    write(out, out_dir, opts, elapsed)
+    write(out, out_dir, opts, elapsed, load_before)
     return out
 
 
@@ -325,12 +339,13 @@ def _run_pps(rep: int, out: Report) -> None:
 
 # ---------------------------------------------------------------------- output
 
-def _header(opts: Options, elapsed: float) -> list[str]:
+def _header(opts: Options, elapsed: float, load_before: float) -> list[str]:
     cmd = "miresga bench" + (" " + shlex.join(opts.argv) if opts.argv else "")
     return [
         "# Miresga benchmark (latest run)", "",
         f"- Machine: {platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
-        f"load average {os.getloadavg()[0]:.2f} at the end; clients, load balancers and "
+        f"load average {load_before:.2f} before the run and {os.getloadavg()[0]:.2f} at its "
+        "end; clients, load balancers and "
         "backends share these CPUs, so compare ratios within this run, not absolute numbers.",
         f"- Tools: {_tool_versions()}.",
         f"- Run: `{cmd}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -345,11 +360,13 @@ def _header(opts: Options, elapsed: float) -> list[str]:
         "- Sections and caveats: docs/bench.md.", ""]
 
 
-def write(out: Report, out_dir: Path, opts: Options, elapsed: float) -> None:
+def write(out: Report, out_dir: Path, opts: Options, elapsed: float,
+          load_before: float) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = _plots(out, out_dir)
     kernel = list(peers.MIRESGA_KERNEL)
-    text = report.markdown(out, _header(opts, elapsed), main_targets(), kernel, plots)
+    text = report.markdown(out, _header(opts, elapsed, load_before), main_targets(), kernel,
+                           plots)
     (out_dir / "latest.md").write_text(text)
     sums = report.summarize(out.samples)
     (out_dir / "latest.json").write_text(json.dumps({

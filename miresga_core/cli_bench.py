@@ -50,6 +50,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--objects", type=_list, metavar="OBJ[,..]", help="1k, 64k, 1m")
     p.add_argument("--protocols", type=_list, metavar="P[,..]", help="http1, http2")
     p.add_argument("--modes", type=_list, metavar="M[,..]", help="keep-alive, close")
+    p.add_argument("--plan", action="store_true",
+                   help="print what would run and how long it would take, then exit")
     p.add_argument("--out",
                    help="where latest.md, latest.json and the plots go (default "
                         "bench/results for a full run, bench/results/partial otherwise)")
@@ -61,8 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("miresga bench: bench/ not found (run from a source checkout)", file=sys.stderr)
         return 2
     sys.path.insert(0, str(_REPO))
-    from bench.harness import SECTIONS, Options, plan, run
-    from bench.sections import KernelSection, XdpSection
+    from bench.harness import SECTIONS, Options, describe, run
 
     opts = Options(quick=args.quick, seconds=args.seconds, repeat=args.repeat,
                    only=args.only, objects=args.objects, protocols=args.protocols,
@@ -70,13 +71,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                    out_dir=Path(args.out) if args.out else None,
                    argv=_argv_echo(args))
     try:  # selections are checked before anything is built
-        plan(opts, {"kernel": KernelSection(Path("/nonexistent")),
-                    "xdp": XdpSection(Path("/nonexistent"))})
+        text = describe(opts)
         if opts.sections is not None and not set(opts.sections) & set(SECTIONS):
             raise ValueError("no section selected")
     except ValueError as e:
         print(f"miresga bench: {e}", file=sys.stderr)
         return 2
+    if args.plan:
+        print(f"miresga bench: {text}")
+        return 0
     if os.geteuid() != 0:
         print("miresga bench: needs root (it builds network namespaces)", file=sys.stderr)
         return 2
@@ -89,5 +92,5 @@ def _argv_echo(args: argparse.Namespace) -> list[str]:
     for flag in ("repeat", "seconds", "sections", "only", "objects", "protocols", "modes"):
         value = getattr(args, flag)
         if value is not None:
-            out += [f"--{flag}", ",".join(value) if isinstance(value, list) else str(value)]
+            out += [f"--{flag}", ",".join(value) if isinstance(value, list) else f"{value:g}"]
     return out
