@@ -80,7 +80,7 @@ class Step:
 def main_targets() -> list[str]:
     """Every target name, in report order."""
     names: list[str] = []
-    for t in ["direct", "haproxy", "nginx", *peers.MIRESGA_KERNEL, "miresga-h2",
+    for t in ["direct", "haproxy", "nginx", *peers.MIRESGA_KERNEL, *peers.MIRESGA_H2,
               *XdpSection.FRONTENDS]:
         if t not in names:
             names.append(t)
@@ -224,7 +224,7 @@ def _run_step(sec: Any, step: Step, rep: int, opts: Options, rep_out: Report,
         return
     try:
         for obj, mode in step.cells:
-            progress.line(f"pass {rep} {step.section:6s} {step.protocol} {step.target:16s} "
+            progress.line(f"pass {rep} {step.section:6s} {step.protocol} {step.target:17s} "
                           f"{obj:>3s} {mode:10s} ...")
             try:
                 s = _sample(sec, started, step, obj, mode, rep, seconds)

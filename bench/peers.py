@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["MIRESGA_KERNEL", "WORKERS", "haproxy_conf", "miresga_kernel_conf",
+__all__ = ["MIRESGA_H2", "MIRESGA_KERNEL", "WORKERS", "haproxy_conf", "miresga_kernel_conf",
            "miresga_xdp_conf", "nginx_backend_conf", "nginx_lb_conf"]
 
 WORKERS = 2  # workers / threads of every load balancer
@@ -18,6 +18,15 @@ WORKERS = 2  # workers / threads of every load balancer
 MIRESGA_KERNEL: dict[str, dict[str, str]] = {
     "miresga-relay": {"splice": "relay"},
     "miresga-sockmap": {"splice": "sockmap"},
+}
+
+# The Miresga http2 listeners of the HTTP/2 table: target name -> (terminated, the
+# [dataplane.kernel] options). Terminated: route scope "request", every stream routed on its
+# own (as HAProxy and NGINX do); pinned: scope "connection", the first request picks the
+# backend and the connection becomes a tunnel (docs/http2.md).
+MIRESGA_H2: dict[str, tuple[bool, dict[str, str]]] = {
+    "miresga-h2": (True, {}),
+    "miresga-h2-pinned": (False, {}),
 }
 
 
@@ -81,20 +90,20 @@ def _pools(backends: Sequence[str], extra_pool: bool) -> str:
 
 
 def miresga_kernel_conf(listen: str, backends: Sequence[str], protocol: str = "http1",
-                        options: Mapping[str, object] | None = None) -> str:
-    """`miresga serve` with the kernel data plane. HTTP/2: a second route (to a pool of the
-    same backends) that no benchmark request takes makes the listener's route scope
-    "request", so Miresga terminates HTTP/2 and routes every stream, as HAProxy and NGINX
-    do (docs/http2.md); with one place to go it would pin the connection (an L4 tunnel)."""
+                        options: Mapping[str, object] | None = None,
+                        terminated: bool = False) -> str:
+    """`miresga serve` with the kernel data plane. ``terminated`` (HTTP/2): a second route
+    (to a pool of the same backends) that no benchmark request takes makes the listener's
+    route scope "request", so Miresga terminates HTTP/2 and routes every stream; without it
+    there is one place to go and the connection is pinned (docs/http2.md)."""
     opts = {"workers": WORKERS, **(options or {})}
     kernel = "".join(f"{k} = {_toml(v)}\n" for k, v in opts.items())
     route = ('[[listeners.routes]]\npool = "spare"\n'
-             'match = { path = { prefix = "/never-requested/" } }\n'
-             if protocol == "http2" else "")
+             'match = { path = { prefix = "/never-requested/" } }\n' if terminated else "")
     return (f'[dataplane]\nkind = "kernel"\n[dataplane.kernel]\n{kernel}'
             f'[[listeners]]\nname = "web"\nlisten = "{listen}"\nprotocol = "{protocol}"\n'
             f'default_pool = "web"\nforwarded_for = false\n{route}'
-            + _pools(backends, protocol == "http2"))
+            + _pools(backends, terminated))
 
 
 def miresga_xdp_conf(vip: str, backends: Sequence[str], prefix: str, run_dir: Path,

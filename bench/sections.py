@@ -105,7 +105,7 @@ class KernelSection:
 
     def targets(self, protocol: str) -> list[str]:
         if protocol == "http2":
-            return ["direct", *PEERS, "miresga-h2"]
+            return ["direct", *PEERS, *peers.MIRESGA_H2]
         return ["direct", *PEERS, *peers.MIRESGA_KERNEL]
 
     def modes(self, protocol: str) -> list[str]:
@@ -144,10 +144,11 @@ class KernelSection:
             proc = _start_peer(self.hosts, "lb", target, protocol, self.tmp, LB_IP, port,
                                h1_backends)
         else:
-            options = {} if h2 else peers.MIRESGA_KERNEL[target]
+            terminated, options = (peers.MIRESGA_H2[target] if h2 else
+                                   (False, peers.MIRESGA_KERNEL[target]))
             text = peers.miresga_kernel_conf(f"{LB_IP}:{port}",
                                              [f"{BE_IP}:{p}" for p in be_ports],
-                                             protocol, options)
+                                             protocol, options, terminated)
             proc = _start_miresga(self.hosts, "lb", f"{target}-{protocol}", text, self.tmp,
                                   LB_IP, port, h2)
         return Started([proc], [f"http://{LB_IP}:{port}"])

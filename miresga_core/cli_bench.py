@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
                    help="kernel, xdp, fe-pps (default: all)")
     p.add_argument("--only", type=_list, metavar="TARGET[,..]",
                    help="only these targets (direct, haproxy, nginx, miresga-relay, "
-                        "miresga-sockmap, miresga-h2, xdp-python, xdp-c)")
+                        "miresga-sockmap, miresga-h2, miresga-h2-pinned, xdp-python, xdp-c)")
     p.add_argument("--objects", type=_list, metavar="OBJ[,..]", help="1k, 64k, 1m")
     p.add_argument("--protocols", type=_list, metavar="P[,..]", help="http1, http2")
     p.add_argument("--modes", type=_list, metavar="M[,..]", help="keep-alive, close")
