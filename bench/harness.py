@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from miresga_core.errors import MiresgaError
+
 from . import clients, peers, report
 from .report import Report, Sample, Skip
 from .sections import OBJECTS, KernelSection, Skipped, Started, XdpSection
@@ -211,7 +213,7 @@ def _run_step(sec: Any, step: Step, rep: int, opts: Options, rep_out: Report,
     try:
         started = sec.start(step.target, step.protocol)
         progress.spend(_cost([Step(step.section, step.protocol, step.target, [])], seconds))
-    except (Skipped, RuntimeError, OSError) as e:
+    except (Skipped, RuntimeError, OSError, MiresgaError) as e:
         reason = str(e).strip()
         kind = "skipped" if isinstance(e, Skipped) else "failed to start"
         print(f"  {step.section} {step.protocol} {step.target}: {kind}: "

@@ -11,7 +11,7 @@ import pytest
 from bench import clients, report
 from bench.harness import Options, main_targets, plan
 from bench.report import Report, Sample
-from bench.sections import KernelSection, XdpSection
+from bench.sections import KernelSection, Skipped, XdpSection
 from miresga_core import cli
 
 WRK_OUT = """Running 2s test @ http://10.77.1.1:9001/1k
@@ -197,3 +197,14 @@ def test_cli_refuses_bad_selection_before_building(capsys):
     assert "unknown protocol http3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["bench", "--repeat", "0"])
+
+
+def test_xdp_c_without_dpdk_is_skipped_with_the_reason(monkeypatch, tmp_path):
+    """No DPDK development files: the C front-end's rows are skipped, saying why, before
+    anything is started (pkg-config is pointed at an empty directory)."""
+    monkeypatch.setenv("PKG_CONFIG_LIBDIR", str(tmp_path))
+    monkeypatch.setenv("PKG_CONFIG_PATH", str(tmp_path))
+    with pytest.raises(Skipped, match="DPDK development files are missing"):
+        XdpSection(tmp_path).start("xdp-c", "http1")
+    rep = Report(skips=[report.Skip("xdp http1 xdp-c", "skipped: no DPDK")])
+    assert "- xdp http1 xdp-c: skipped: no DPDK" in report.markdown(rep, [], [], [], [])
