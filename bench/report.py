@@ -224,8 +224,7 @@ def target_checks(summaries: Iterable[Summary], kernel_targets: Sequence[str],
             relay, sockmap = row.get("miresga-relay"), row.get("miresga-sockmap")
             if cell.obj == "1m" and relay and sockmap:
                 r = ratio(sockmap.cpu_us_per_req, relay.cpu_us_per_req)
-                out.append(Check("#8", "sockmap LB CPU/req as a fraction of relay's "
-                                 "(lower is better; shown for information)",
+                out.append(Check("#8", "sockmap LB CPU/req / relay's (lower: cheaper)",
                                  f"{cell.obj} {cell.mode}", r, 0.0,
                                  "a ratio, not a goal"))
         for xdp in xdp_targets if cell.section == "xdp" else ():
@@ -247,10 +246,12 @@ def target_checks(summaries: Iterable[Summary], kernel_targets: Sequence[str],
 
 _OBJ_ORDER = {"1k": 0, "64k": 1, "1m": 2}
 _SECTION_ORDER = {"kernel": 0, "xdp": 1}
+_MODE_ORDER = {"keep-alive": 0, "close": 1}
 
 
-def _cell_order(c: CellKey) -> tuple[int, str, int, str]:
-    return (_SECTION_ORDER.get(c.section, 9), c.protocol, _OBJ_ORDER.get(c.obj, 9), c.mode)
+def _cell_order(c: CellKey) -> tuple[int, str, int, int]:
+    return (_SECTION_ORDER.get(c.section, 9), c.protocol, _OBJ_ORDER.get(c.obj, 9),
+            _MODE_ORDER.get(c.mode, 9))
 
 
 def _x(value: float | None) -> str:
