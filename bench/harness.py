@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -208,10 +209,24 @@ class Progress:
         print(f"[{self.done:3d}/{self.total}] {text}", end="", flush=True)
 
 
+TOOLS = {"wrk": "wrk", "h2load": "nghttp2-client", "haproxy": "haproxy", "nginx": "nginx"}
+
+
+def _check_tools(step: Step) -> None:
+    """Skipped (with the package to install) when a program this step runs is missing."""
+    need = ["h2load" if step.protocol == "http2" else "wrk"]
+    need += [step.target] if step.target in ("haproxy", "nginx") else []
+    missing = [t for t in need if shutil.which(t) is None]
+    if missing:
+        raise Skipped(f"not installed: {', '.join(missing)} (apt package "
+                      f"{', '.join(TOOLS[t] for t in missing)}; scripts/bootstrap.sh)")
+
+
 def _run_step(sec: Any, step: Step, rep: int, opts: Options, rep_out: Report,
               progress: Progress) -> None:
     seconds = opts.cell_seconds
     try:
+        _check_tools(step)
         started = sec.start(step.target, step.protocol)
         progress.spend(_cost([Step(step.section, step.protocol, step.target, [])], seconds))
     except (Skipped, RuntimeError, OSError, MiresgaError) as e:

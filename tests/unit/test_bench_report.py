@@ -208,3 +208,12 @@ def test_xdp_c_without_dpdk_is_skipped_with_the_reason(monkeypatch, tmp_path):
         XdpSection(tmp_path).start("xdp-c", "http1")
     rep = Report(skips=[report.Skip("xdp http1 xdp-c", "skipped: no DPDK")])
     assert "- xdp http1 xdp-c: skipped: no DPDK" in report.markdown(rep, [], [], [], [])
+
+
+def test_missing_client_is_a_skip_with_the_package(monkeypatch):
+    from bench import harness
+
+    monkeypatch.setattr(harness.shutil, "which", lambda name: None if name == "h2load" else "/x")
+    with pytest.raises(Skipped, match=r"h2load .*nghttp2-client"):
+        harness._check_tools(harness.Step("kernel", "http2", "haproxy", [("1k", "keep-alive")]))
+    harness._check_tools(harness.Step("kernel", "http1", "haproxy", [("1k", "keep-alive")]))
