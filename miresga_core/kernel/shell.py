@@ -462,7 +462,8 @@ class ClientConnection(asyncio.Protocol):
             return True
         ours = side.written - transport.get_write_buffer_size()
         try:
-            done = queued_bytes(raw_socket(sock)) >= ours + splicer.redirected_in(side.cookie)
+            queued = queued_bytes(raw_socket(sock))
+            done = queued is None or queued >= ours + splicer.redirected_in(side.cookie)
         except OSError:
             return True  # the socket is gone: nothing left to order against
         if done and self.arm_end is None and not self.tunnel:
@@ -483,6 +484,9 @@ class ClientConnection(asyncio.Protocol):
         try:
             while self.queue:
                 if not self._may_run(self.queue[0]):
+                    if _DEBUG and not self.blocked:
+                        log.warning("%.6f drain wait for %s", time.monotonic(),
+                                    type(self.queue[0]).__name__)
                     self._wait_drain()
                     return
                 action = self.queue.popleft()

@@ -210,13 +210,22 @@ class Splicer:
         self.obj.close()
 
 
-def queued_bytes(sock: socket.socket) -> int:
-    """Bytes this TCP socket ever queued for sending: acked + still in the send queue.
+_TCP_ESTABLISHED, _TCP_CLOSE_WAIT = 1, 8  # include/net/tcp_states.h
+
+
+def queued_bytes(sock: socket.socket) -> int | None:
+    """Bytes this TCP socket ever queued for sending: acked + still in the send queue;
+    None when the socket can no longer send (reset, or closed: tcpi_state is neither
+    ESTABLISHED nor CLOSE_WAIT). Then redirected bytes still in the kernel's work queue are
+    dropped, nothing can be overtaken any more, and waiting for them would spin until the
+    drain deadline (it did, for 5 s after every benchmark cell whose client went away).
 
     tcp_info is read before SIOCOUTQ: an ACK in between only makes the sum smaller, so the
     answer never exceeds the truth ("drained" is never claimed early).
     """
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES_ACKED + 8)
+    if info[0] not in (_TCP_ESTABLISHED, _TCP_CLOSE_WAIT):
+        return None
     acked = struct.unpack_from("<Q", info, _TCP_INFO_BYTES_ACKED)[0]
     outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
     return int(acked) + outq
