@@ -26,13 +26,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from . import cpu
 from .topology import BE_IP, LB_IP, Topology, descendants, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
-OBJECTS = {"1k": 1024, "16k": 16384, "32k": 32768, "64k": 65536, "256k": 262144,
-           "1m": 1 << 20}
-PORTS = {"relay": 9103, "sockmap": 9104}
+
+
+def _size(name: str) -> int:
+    """"64k" -> 65536, "1m" -> 1048576, "100" -> 100."""
+    m = re.fullmatch(r"(\d+)([km]?)", name)
+    if not m:
+        raise SystemExit(f"bad object size {name!r} (e.g. 1k, 64k, 1m)")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20}[m.group(2)]
+PORTS = {"relay": 9103, "sockmap": 9104, "sockmap-b": 9105}
 BACKEND_PORTS = (8081, 8082)
 
 
@@ -117,18 +125,36 @@ def _cell(topo: Topology, target: str, obj: str, seconds: float, conns: int,
     return row
 
 
-def _start(topo: Topology, target: str, tmp: Path, workers: int, debug: bool) -> list[int]:
+def _start(topo: Topology, target: str, tmp: Path, workers: int, debug: bool,
+           env_b: list[str]) -> list[int]:
     conf = tmp / f"{target}.toml"
-    conf.write_text(_miresga_conf(target, PORTS[target], workers))
+    conf.write_text(_miresga_conf(target.split("-")[0], PORTS[target], workers))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO), str(REPO / "plugins" / "http1"), str(REPO / "plugins" / "policies")]))
     if debug:
         env["MIRESGA_SPLICE_DEBUG"] = "1"
+    if target == "sockmap-b":  # the same data plane with an experiment switched on
+        env.update(kv.split("=", 1) for kv in env_b)
     proc = topo.spawn("lb", [sys.executable, "-m", "miresga_core.cli", "serve", "-c",
                              str(conf)], tmp / f"{target}.log", env=env)
     wait_port(topo, "cli", LB_IP, PORTS[target], timeout=20)
     time.sleep(0.5)  # workers forked
     return descendants(proc.pid)
+
+
+def _up(topo: Topology, attempts: int = 3) -> None:
+    """topo.up(), retried: on this shared machine another user's `ip netns add` can
+    remount /run/netns while ours are being wired (seen as a vanished namespace)."""
+    for attempt in range(attempts):
+        try:
+            topo.up()
+            return
+        except (OSError, IndexError, NetlinkError) as exc:
+            print(f"topology setup failed ({exc!r}), retrying", flush=True)
+            topo.close()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 def _bpf_stats(on: bool) -> str:
@@ -151,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--targets", default="relay,sockmap")
     ap.add_argument("--prefix", default="mrsp")
+    ap.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment of the target sockmap-b (an experiment)")
     ap.add_argument("--debug", action="store_true", help="MIRESGA_SPLICE_DEBUG=1 (logs)")
     ap.add_argument("--hold", type=float, default=0,
                     help="after starting, wait this many seconds (poke it by hand) first")
@@ -158,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     objects = args.objects.split(",")
     targets = args.targets.split(",")
     topo = Topology(args.prefix)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up on kill too
+    me = os.getpid()
+    # clean up on kill too; only in this process: pyroute2's forked helpers inherit the
+    # handler, and one of them unwinding into our `finally` would remove the namespaces
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1) if os.getpid() == me else os._exit(0))
     old_stats = _bpf_stats(True)
     print(f"kernel.bpf_stats_enabled: {old_stats} -> 1 for this run", flush=True)
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -168,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
             tmp.chmod(0o755)
             root = tmp / "www"
             root.mkdir(mode=0o755)
-            for obj in OBJECTS:
-                (root / obj).write_bytes(os.urandom(OBJECTS[obj]))
-            topo.up()
+            for obj in {*objects, "1k"}:  # wait_port fetches /1k
+                (root / obj).write_bytes(os.urandom(_size(obj)))
+            _up(topo)
             (tmp / "be.conf").write_text(_backend_conf(root, tmp))
             topo.spawn("be", ["nginx", "-c", str(tmp / "be.conf")], tmp / "be.log")
             wait_port(topo, "cli", BE_IP, BACKEND_PORTS[0])
-            pids = {t: _start(topo, t, tmp, args.workers, args.debug) for t in targets}
+            pids = {t: _start(topo, t, tmp, args.workers, args.debug, args.env_b) for t in targets}
             if args.hold:
                 print(f"holding {args.hold:g} s: {pids}", flush=True)
                 time.sleep(min(args.hold, 900))
