@@ -53,11 +53,11 @@ def _backend_conf(root: Path, tmp: Path) -> str:
             f"http {{ sendfile on; tcp_nopush on; {servers} }}\n")
 
 
-def _miresga_conf(splice: str, port: int, workers: int) -> str:
+def _miresga_conf(splice: str, port: int, workers: int, extra: str = "") -> str:
     backends = ", ".join(f'{{ address = "{BE_IP}:{p}", name = "b{i}" }}'
                          for i, p in enumerate(BACKEND_PORTS))
     return (f'[dataplane]\nkind = "kernel"\n[dataplane.kernel]\nworkers = {workers}\n'
-            f'splice = "{splice}"\n[[listeners]]\nname = "web"\n'
+            f'splice = "{splice}"\n{extra}[[listeners]]\nname = "web"\n'
             f'listen = "{LB_IP}:{port}"\nprotocol = "http1"\ndefault_pool = "web"\n'
             f'forwarded_for = false\n'
             f'[pools.web]\npolicy = "round-robin"\nbackends = [{backends}]\n')
@@ -126,9 +126,10 @@ def _cell(topo: Topology, target: str, obj: str, seconds: float, conns: int,
 
 
 def _start(topo: Topology, target: str, tmp: Path, workers: int, debug: bool,
-           env_b: list[str]) -> list[int]:
+           env_b: list[str], kernel_b: list[str]) -> list[int]:
     conf = tmp / f"{target}.toml"
-    conf.write_text(_miresga_conf(target.split("-")[0], PORTS[target], workers))
+    extra = "".join(f"{kv}\n" for kv in kernel_b) if target == "sockmap-b" else ""
+    conf.write_text(_miresga_conf(target.split("-")[0], PORTS[target], workers, extra))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO), str(REPO / "plugins" / "http1"), str(REPO / "plugins" / "policies")]))
     if debug:
@@ -137,7 +138,11 @@ def _start(topo: Topology, target: str, tmp: Path, workers: int, debug: bool,
         env.update(kv.split("=", 1) for kv in env_b)
     proc = topo.spawn("lb", [sys.executable, "-m", "miresga_core.cli", "serve", "-c",
                              str(conf)], tmp / f"{target}.log", env=env)
-    wait_port(topo, "cli", LB_IP, PORTS[target], timeout=20)
+    try:
+        wait_port(topo, "cli", LB_IP, PORTS[target], timeout=20)
+    except RuntimeError:
+        raise RuntimeError(f"{target} did not start:\n"
+                           + (tmp / f"{target}.log").read_text()[-2000:]) from None
     time.sleep(0.5)  # workers forked
     return descendants(proc.pid)
 
@@ -179,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default="mrsp")
     ap.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the target sockmap-b (an experiment)")
+    ap.add_argument("--kernel-b", action="append", default=[], metavar="OPTION=VALUE",
+                    help="[dataplane.kernel] option of sockmap-b, e.g. splice_min_body=262144")
     ap.add_argument("--debug", action="store_true", help="MIRESGA_SPLICE_DEBUG=1 (logs)")
     ap.add_argument("--hold", type=float, default=0,
                     help="after starting, wait this many seconds (poke it by hand) first")
@@ -205,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             (tmp / "be.conf").write_text(_backend_conf(root, tmp))
             topo.spawn("be", ["nginx", "-c", str(tmp / "be.conf")], tmp / "be.log")
             wait_port(topo, "cli", BE_IP, BACKEND_PORTS[0])
-            pids = {t: _start(topo, t, tmp, args.workers, args.debug, args.env_b) for t in targets}
+            pids = {t: _start(topo, t, tmp, args.workers, args.debug, args.env_b,
+                           args.kernel_b) for t in targets}
             if args.hold:
                 print(f"holding {args.hold:g} s: {pids}", flush=True)
                 time.sleep(min(args.hold, 900))

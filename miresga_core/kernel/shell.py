@@ -52,6 +52,7 @@ from .splice import (
     SO_RCVBUFFORCE,
     SO_SNDBUFFORCE,
     SPLICE_BUF,
+    SPLICE_MIN_BODY,
     Splicer,
     SpliceSide,
     connect_for_splice,
@@ -75,9 +76,11 @@ _WRITES_TO_CLIENT = (SendClient, CloseClient)
 class ConnectionPool:
     """Idle keep-alive connections to backends, most recently used first."""
 
-    def __init__(self, splicer: Splicer | None = None, stats: Stats | None = None) -> None:
+    def __init__(self, splicer: Splicer | None = None, stats: Stats | None = None,
+                 splice_min_body: int = SPLICE_MIN_BODY) -> None:
         self.idle: dict[tuple[Address, str], list[BackendConnection]] = {}
         self.splicer = splicer
+        self.splice_min_body = splice_min_body  # shorter bodies are relayed (docs/splice.md)
         self.stats = stats if stats is not None else Stats()  # byte counters of the worker
         self.by_cookie: dict[int, BackendConnection] = {}  # attached backend sockets
         if splicer is not None:
@@ -695,8 +698,8 @@ class ClientConnection(asyncio.Protocol):
             return
         assert conn.side.cookie is not None and self.side.cookie is not None
         self.pool.by_cookie[conn.side.cookie] = conn
-        self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie,
-                                            conn.side.pos, action.min_body)
+        self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie, conn.side.pos,
+                                            max(action.min_body, self.pool.splice_min_body))
         quickack(conn.transport)
         if _DEBUG:
             log.warning("%.6f arm gen=%d", time.monotonic(), self.arm_gen)
@@ -704,6 +707,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _splice_response(self, action: SpliceResponse) -> None:
         conn = self.backend
+        if action.nbytes < self.pool.splice_min_body:
+            return  # relayed: too short for the kernel hop to pay off
         if conn is None or not (self._attach(conn.side, conn.transport) and
                                 self._attach(self.side, self.transport)):
             return

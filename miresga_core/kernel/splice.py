@@ -55,7 +55,7 @@ from .splice_layout import (
 )
 
 __all__ = [
-    "SO_RCVBUFFORCE", "SO_SNDBUFFORCE", "SPLICE_BUF", "SpliceSide", "Splicer",
+    "SO_RCVBUFFORCE", "SO_SNDBUFFORCE", "SPLICE_BUF", "SPLICE_MIN_BODY", "SpliceSide", "Splicer",
     "connect_for_splice", "forget_side", "open_splicer", "queued_bytes", "quickack",
     "raw_socket", "socket_cookie",
 ]
@@ -65,6 +65,8 @@ log = logging.getLogger("miresga.kernel")
 SO_COOKIE = 57  # asm-generic/socket.h
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; need CAP_NET_ADMIN
 SPLICE_BUF = 4 << 20  # socket buffers of spliced sockets (see connect_for_splice)
+# Default of [dataplane.kernel] splice_min_body: shorter response bodies are relayed.
+SPLICE_MIN_BODY = 16 << 10
 BPF_SK_SKB_STREAM_VERDICT = 5  # enum bpf_attach_type
 _TCP_INFO_BYTES_ACKED = 120  # offsetof(struct tcp_info, tcpi_bytes_acked)
 _SIOCOUTQ = termios.TIOCOUTQ  # same number as SIOCOUTQ on Linux
