@@ -135,7 +135,7 @@ class BackendConnection(asyncio.Protocol):
         self.owner: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.side = SpliceSide()
+        self.side = SpliceSide(syn=1)  # we connect backend sockets
         # A server that speaks first (HTTP/2 SETTINGS) may send before the connecting task
         # has resumed and handed the connection to its session: hold those bytes until then.
         self.ready = True
@@ -465,7 +465,7 @@ class ClientConnection(asyncio.Protocol):
             return True
         ours = side.written - transport.get_write_buffer_size()
         try:
-            queued = queued_bytes(raw_socket(sock))
+            queued = queued_bytes(raw_socket(sock), side.syn)
             done = queued is None or queued >= ours + splicer.redirected_in(side.cookie)
         except OSError:
             return True  # the socket is gone: nothing left to order against
