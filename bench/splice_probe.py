@@ -135,7 +135,9 @@ def _start(topo: Topology, target: str, tmp: Path, workers: int, debug: bool,
     if debug:
         env["MIRESGA_SPLICE_DEBUG"] = "1"
     if target == "sockmap-b":  # the same data plane with an experiment switched on
-        env.update(kv.split("=", 1) for kv in env_b)
+        for kv in env_b:
+            key, _, value = kv.partition("=")
+            env[key] = value
     proc = topo.spawn("lb", [sys.executable, "-m", "miresga_core.cli", "serve", "-c",
                              str(conf)], tmp / f"{target}.log", env=env)
     try:
