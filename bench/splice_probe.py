@@ -98,9 +98,11 @@ def _verdict_stats() -> tuple[int, int]:
 
 
 def _cell(topo: Topology, target: str, obj: str, seconds: float, conns: int,
-          pids: list[int]) -> dict[str, float]:
+          pids: list[int], close: bool) -> dict[str, float]:
     argv = ["wrk", "-t2", f"-c{conns}", f"-d{seconds:g}s", "--latency",
             f"http://{LB_IP}:{PORTS[target]}/{obj}"]
+    if close:
+        argv[1:1] = ["-H", "Connection: close"]  # one connection per request
     tcp0 = _tcp_counters(topo, "lb")
     link0 = _link_packets(topo)
     bpf0 = _verdict_stats()
@@ -188,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="environment of the target sockmap-b (an experiment)")
     ap.add_argument("--kernel-b", action="append", default=[], metavar="OPTION=VALUE",
                     help="[dataplane.kernel] option of sockmap-b, e.g. splice_min_body=262144")
+    ap.add_argument("--close", action="store_true", help="one connection per request")
     ap.add_argument("--debug", action="store_true", help="MIRESGA_SPLICE_DEBUG=1 (logs)")
     ap.add_argument("--hold", type=float, default=0,
                     help="after starting, wait this many seconds (poke it by hand) first")
@@ -224,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 for obj in objects:
                     order = targets if rnd % 2 == 0 else targets[::-1]
                     for target in order:
-                        row = _cell(topo, target, obj, args.seconds, args.conns, pids[target])
+                        row = _cell(topo, target, obj, args.seconds, args.conns, pids[target],
+                                    args.close)
                         rows.setdefault((target, obj), []).append(row)
                         print(f"{rnd} {target:8s} {obj:>4s}      " +
                               " ".join(f"{row[f]:9.1f}" for f in FIELDS), flush=True)
