@@ -210,6 +210,40 @@ def test_sockmap_min_body_relays_shorter_bodies(backends: None, tmp_path: Path) 
     assert relayed >= 2 * sum(n for n in SIZES if n < 100_000), (relayed, spliced)
 
 
+def _read_response(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    """(body, what follows it) of the next response on ``sock`` (Content-Length framing)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "closed before a response head"
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(buf) < length:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "closed in a body"
+        buf += chunk
+    return buf[:length], buf[length:]
+
+
+@pytest.mark.root
+def test_sockmap_pipelined_small_after_spliced(backends: None, tmp_path: Path) -> None:
+    """Pipelined: a short (relayed) response right behind a spliced one, whose bytes may
+    still be in the kernel's work queue when the short one is written: order kept."""
+    with LoadBalancer(tmp_path, "sockmap", 22217), \
+            socket.create_connection(("127.0.0.1", 22217), timeout=10) as s:
+        for _ in range(10):
+            s.sendall(b"GET /bytes/1048576 HTTP/1.1\r\nhost: x\r\n\r\n"
+                      b"GET /bytes/100 HTTP/1.1\r\nhost: x\r\n\r\n"
+                      b"GET /bytes/200000 HTTP/1.1\r\nhost: x\r\n\r\n")
+            rest = b""
+            for n in (1 << 20, 100, 200_000):
+                body, rest = _read_response(s, rest)
+                assert body == body_bytes(n), f"/bytes/{n} differs"
+            assert rest == b""
+
+
 def test_queued_bytes_knows_a_reset_socket() -> None:
     """The drain wait asks queued_bytes; a socket the peer reset can send nothing more, so
     the answer is None (no waiting) instead of a count that never grows."""
