@@ -2,7 +2,7 @@
 /* In-kernel splice for the `kernel` data plane (docs/splice.md).
  *
  * Theory of operation. Both sockets of a proxied pair sit in a SOCKHASH keyed by their
- * socket cookie, with this stream parser + stream verdict attached to it. Every byte a
+ * socket cookie, with this stream verdict (no stream parser) attached to it. Every byte a
  * member socket receives goes through splice_verdict, which counts it in the socket's
  * splice_state.seen (its offset in the socket's receive stream) and either
  *   - gives it to user space (SK_PASS): the default, e.g. request and response heads;
