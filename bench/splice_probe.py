@@ -128,19 +128,20 @@ def _cell(topo: Topology, target: str, obj: str, seconds: float, conns: int,
 
 
 def _start(topo: Topology, target: str, tmp: Path, workers: int, debug: bool,
-           env_b: list[str], kernel_b: list[str]) -> list[int]:
+           env_b: list[str], kernel_b: list[str], repo_b: Path | None) -> list[int]:
     conf = tmp / f"{target}.toml"
     extra = "".join(f"{kv}\n" for kv in kernel_b) if target == "sockmap-b" else ""
     conf.write_text(_miresga_conf(target.split("-")[0], PORTS[target], workers, extra))
+    repo = repo_b if target == "sockmap-b" and repo_b else REPO  # e.g. an older checkout
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), str(REPO / "plugins" / "http1"), str(REPO / "plugins" / "policies")]))
+        [str(repo), str(repo / "plugins" / "http1"), str(repo / "plugins" / "policies")]))
     if debug:
         env["MIRESGA_SPLICE_DEBUG"] = "1"
     if target == "sockmap-b":  # the same data plane with an experiment switched on
         for kv in env_b:
             key, _, value = kv.partition("=")
             env[key] = value
-    proc = topo.spawn("lb", [sys.executable, "-m", "miresga_core.cli", "serve", "-c",
+    proc = topo.spawn("lb", [sys.executable, "-P", "-m", "miresga_core.cli", "serve", "-c",
                              str(conf)], tmp / f"{target}.log", env=env)
     try:
         wait_port(topo, "cli", LB_IP, PORTS[target], timeout=20)
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel-b", action="append", default=[], metavar="OPTION=VALUE",
                     help="[dataplane.kernel] option of sockmap-b, e.g. splice_min_body=262144")
     ap.add_argument("--close", action="store_true", help="one connection per request")
+    ap.add_argument("--repo-b", type=Path, help="run sockmap-b from this checkout "
+                    "(before/after comparisons in one run)")
     ap.add_argument("--debug", action="store_true", help="MIRESGA_SPLICE_DEBUG=1 (logs)")
     ap.add_argument("--hold", type=float, default=0,
                     help="after starting, wait this many seconds (poke it by hand) first")
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             topo.spawn("be", ["nginx", "-c", str(tmp / "be.conf")], tmp / "be.log")
             wait_port(topo, "cli", BE_IP, BACKEND_PORTS[0])
             pids = {t: _start(topo, t, tmp, args.workers, args.debug, args.env_b,
-                           args.kernel_b) for t in targets}
+                           args.kernel_b, args.repo_b) for t in targets}
             if args.hold:
                 print(f"holding {args.hold:g} s: {pids}", flush=True)
                 time.sleep(min(args.hold, 900))
