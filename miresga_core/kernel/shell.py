@@ -552,8 +552,8 @@ class ClientConnection(asyncio.Protocol):
         self.blocked = True
         self.drain_polls += 1
         # One more look right away (the kernel worker is often done by then), then one per
-        # millisecond: looking in a tight loop burnt ~0.5 ms of CPU per closed connection
-        # (measured with bench/splice_probe.py --close).
+        # millisecond: looking in a tight loop cost ~0.2 ms of CPU per closed connection
+        # (measured with bench/splice_probe.py --close, docs/splice.md).
         delay = 0 if self.drain_polls == 1 else _DRAIN_POLL
         self.loop.call_later(delay, self._retry_drain)
 
