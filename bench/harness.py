@@ -25,10 +25,10 @@ from typing import Any
 
 from miresga_core.errors import MiresgaError
 
-from . import clients, peers, report
+from . import clients, cpu, peers, report
 from .report import Report, Sample, Skip
 from .sections import OBJECTS, KernelSection, Skipped, Started, XdpSection
-from .topology import Hosts, cpu_seconds, descendants
+from .topology import Hosts, descendants
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -179,13 +179,13 @@ def _measure(hosts: Hosts, started: Started, protocol: str, obj: str, mode: str,
 def _sample(sec: Any, started: Started, step: Step, obj: str, mode: str, rep: int,
             seconds: float) -> Sample:
     pids = [p for proc in started.procs for p in descendants(proc.pid)]
-    before = cpu_seconds(pids)
+    before = cpu.snapshot(pids)
     res = _measure(sec.hosts, started, step.protocol, obj, mode, seconds)
-    used = cpu_seconds(pids) - before
-    reqs = res.rps * seconds
-    cpu = used / reqs * 1e6 if started.procs and reqs else None
+    per = cpu.usage(before, cpu.snapshot(pids)).per_request(res.rps * seconds)
+    lb = started.procs != []  # direct: no load balancer process to charge
     return Sample(step.section, step.protocol, step.target, obj, mode, rep, res.rps,
-                  res.lat_ms, cpu, res.errors)
+                  res.lat_ms, per["lb"] if lb else None, res.errors,
+                  per["lb_with_helpers"] if lb else None, per["machine"])
 
 
 class Progress:
@@ -373,8 +373,12 @@ def _header(opts: Options, elapsed: float, load_before: float) -> list[str]:
         f"-t{clients.THREADS} -c{clients.CONNS} -m{clients.STREAMS} (HTTP/2 prior knowledge; "
         "latency = its 'time for request' mean and max). Every load balancer has "
         f"{peers.WORKERS} workers/threads.",
-        "- LB CPU = utime + stime of the load balancer's processes (/proc): kernel work in "
-        "softirq context (XDP, sockmap redirects, forwarding) is not counted.",
+        "- CPU per request (bench/cpu.py): LB = utime + stime of the load balancer's "
+        "processes (/proc); LB+kernel helpers adds the kworker/ksoftirqd threads over the "
+        "cell (where sockmap-redirected bytes are sent; machine-wide); machine = all busy "
+        "CPU of the machine (clients and backends included, the same for every target). "
+        "Softirq work done in other processes' context (XDP, forwarding) is only in "
+        "machine.",
         "- Sections and caveats: docs/bench.md.", ""]
 
 

@@ -46,6 +46,9 @@ class Sample:
     lat_ms: dict[str, float]    # wrk: p50, p99; h2load: mean, sd, max (request time)
     cpu_us_per_req: float | None  # None: no load balancer process (direct)
     errors: int
+    # LB processes + kernel helper threads (kworker, ksoftirqd) over the cell (bench/cpu.py)
+    helpers_us_per_req: float | None = None
+    machine_us_per_req: float | None = None  # all busy CPU of the machine, every target
 
     @property
     def cell(self) -> CellKey:
@@ -64,6 +67,8 @@ class Summary:
     lat_ms: dict[str, float]
     cpu_us_per_req: float | None
     errors: int
+    helpers_us_per_req: float | None = None
+    machine_us_per_req: float | None = None
 
 
 @dataclass
@@ -110,14 +115,20 @@ def summarize(samples: Iterable[Sample]) -> list[Summary]:
     out = []
     for (cell, target), group in groups.items():
         rps = [s.rps for s in group]
-        cpus = [s.cpu_us_per_req for s in group if s.cpu_us_per_req is not None]
         lat_keys = sorted({k for s in group for k in s.lat_ms})
         lat = {k: statistics.median(s.lat_ms[k] for s in group if k in s.lat_ms)
                for k in lat_keys}
         out.append(Summary(cell, target, len(group), statistics.median(rps), min(rps),
-                           max(rps), lat, statistics.median(cpus) if cpus else None,
-                           sum(s.errors for s in group)))
+                           max(rps), lat, _median(s.cpu_us_per_req for s in group),
+                           sum(s.errors for s in group),
+                           _median(s.helpers_us_per_req for s in group),
+                           _median(s.machine_us_per_req for s in group)))
     return out
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _index(summaries: Iterable[Summary]) -> dict[CellKey, dict[str, Summary]]:
@@ -227,6 +238,10 @@ def target_checks(summaries: Iterable[Summary], kernel_targets: Sequence[str],
                 out.append(Check("#8", "sockmap LB CPU/req / relay's (lower: cheaper)",
                                  f"{cell.obj} {cell.mode}", r, 0.0,
                                  "a ratio, not a goal"))
+                r = ratio(sockmap.helpers_us_per_req, relay.helpers_us_per_req)
+                out.append(Check("#8", "the same with kernel helper threads counted",
+                                 f"{cell.obj} {cell.mode}", r, 0.0,
+                                 "a ratio, not a goal"))
         for xdp in xdp_targets if cell.section == "xdp" else ():
             if xdp not in row:
                 continue
@@ -278,9 +293,10 @@ def section_table(summaries: Sequence[Summary], section: str, protocol: str,
     lat_keys = ["p50", "p99"] if protocol == "http1" else ["mean", "max"]
     head = ("| target | object | conns | req/s (median) | min-max | vs HAProxy | vs best peer | "
             + " | ".join(f"{k} ms" for k in lat_keys)
-            + " | LB CPU us/req | CPU vs HAProxy | errors |")
+            + " | LB CPU us/req | CPU vs HAProxy | LB+kernel helpers us/req | machine us/req"
+            " | errors |")
     lines = [f"### {SECTION_TITLES.get((section, protocol), f'{section} {protocol}')}", "",
-             head, "|---|---|---|" + "---:|" * (7 + len(lat_keys))]
+             head, "|---|---|---|" + "---:|" * (9 + len(lat_keys))]
     order = {t: i for i, t in enumerate(target_order)}
     for cell in sorted(idx, key=_cell_order):
         row = idx[cell]
@@ -295,7 +311,7 @@ def section_table(summaries: Sequence[Summary], section: str, protocol: str,
                 f"{_x(ratio(s.rps, peer.rps if peer else None))} | {lat} | "
                 f"{_f(s.cpu_us_per_req)} | "
                 f"{_x(ratio(s.cpu_us_per_req, base.cpu_us_per_req if base else None))} | "
-                f"{s.errors} |")
+                f"{_f(s.helpers_us_per_req)} | {_f(s.machine_us_per_req)} | {s.errors} |")
     return lines + [""]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyroute2 import NetNS, netns
 
-__all__ = ["Hosts", "Topology", "cpu_seconds", "descendants", "wait_port"]
+__all__ = ["Hosts", "Topology", "descendants", "wait_port"]
 
 CLI_IP, LB_IP, LB_BE_IP, BE_IP = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 
@@ -119,19 +119,6 @@ def descendants(pid: int) -> list[int]:
         out.append(p)
         todo.extend(children.get(p, []))
     return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU time of ``pids`` (utime + stime from /proc/<pid>/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / tick
 
 
 def wait_port(topo: Hosts, role: str, host: str, port: int, timeout: float = 10,

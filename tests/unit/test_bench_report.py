@@ -88,6 +88,17 @@ def test_summary_median_and_spread():
     assert (s.n, s.rps, s.rps_min, s.rps_max) == (3, 100, 90, 130)
 
 
+def test_summary_cpu_figures_are_medians_of_known_values():
+    samples = [Sample("kernel", "http1", "nginx", "1k", "keep-alive", i, 100.0, {}, cpu, 0,
+                      helpers, machine)
+               for i, (cpu, helpers, machine) in enumerate(
+                   ((30.0, 40.0, 90.0), (10.0, None, 70.0), (20.0, 60.0, 80.0)))]
+    (s,) = report.summarize(samples)
+    assert (s.cpu_us_per_req, s.helpers_us_per_req, s.machine_us_per_req) == (20.0, 50.0, 80.0)
+    table = "\n".join(report.section_table([s], "kernel", "http1", ["nginx"]))
+    assert "| 20.0 | - | 50.0 | 80.0 | 0 |" in table
+
+
 def test_rank_groups_near_ties():
     assert report.rank_groups({"a": 100, "b": 96, "c": 80}) == [["a", "b"], ["c"]]
     # a group is measured from its first: 100, 96, 92 -> c starts a new group
