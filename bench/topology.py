@@ -17,15 +17,53 @@ from pathlib import Path
 
 from pyroute2 import NetNS, netns
 
-__all__ = ["Topology", "cpu_seconds", "descendants"]
+__all__ = ["Hosts", "Topology", "descendants", "wait_port"]
 
 CLI_IP, LB_IP, LB_BE_IP, BE_IP = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 
 
-class Topology:
-    def __init__(self, prefix: str = "mrb") -> None:
-        self.names = {role: f"{prefix}-{role}" for role in ("cli", "lb", "be")}
+class Hosts:
+    """Processes in named network namespaces (role -> namespace), stopped in ``close()``."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    def cmd(self, role: str, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.names[role], *argv]
+
+    def run(self, role: str, argv: list[str], timeout: float = 60) -> str:
+        out = subprocess.run(self.cmd(role, argv), capture_output=True, text=True,
+                             timeout=timeout, check=True)
+        return out.stdout
+
+    def spawn(self, role: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(self.cmd(role, argv), stdout=fh, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # its own session: only what we started
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def close(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+
+
+class Topology(Hosts):
+    def __init__(self, prefix: str = "mrb") -> None:
+        super().__init__({role: f"{prefix}-{role}" for role in ("cli", "lb", "be")})
 
     def up(self) -> None:
         self.close()  # leftovers of an interrupted run
@@ -56,36 +94,8 @@ class Topology:
         with NetNS(self.names[role]) as ns:
             ns.route("add", dst=dst, gateway=gateway)
 
-    def cmd(self, role: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.names[role], *argv]
-
-    def run(self, role: str, argv: list[str], timeout: float = 60) -> str:
-        out = subprocess.run(self.cmd(role, argv), capture_output=True, text=True,
-                             timeout=timeout, check=True)
-        return out.stdout
-
-    def spawn(self, role: str, argv: list[str], log: Path, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen(self.cmd(role, argv), stdout=fh, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: only what we started
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        if proc in self.procs:
-            self.procs.remove(proc)
-
     def close(self) -> None:
-        for proc in list(self.procs):
-            self.stop(proc)
+        super().close()
         existing = set(netns.listnetns())
         for name in self.names.values():
             if name in existing:
@@ -111,24 +121,15 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU time of ``pids`` (utime + stime from /proc/<pid>/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / tick
-
-
-def wait_port(topo: Topology, role: str, host: str, port: int, timeout: float = 10) -> None:
+def wait_port(topo: Hosts, role: str, host: str, port: int, timeout: float = 10,
+              http2: bool = False) -> None:
+    """Until ``host:port`` answers a GET of /1k (h2c prior knowledge with ``http2``)."""
     deadline = time.monotonic() + timeout
+    h2 = ["--http2-prior-knowledge"] if http2 else []
     while time.monotonic() < deadline:
-        probe = subprocess.run(topo.cmd(role, ["curl", "-sf", "-o", "/dev/null", "-m", "1",
-                                               f"http://{host}:{port}/1k"]), check=False)
+        probe = subprocess.run(topo.cmd(role, ["curl", "-sf", *h2, "-o", "/dev/null", "-m",
+                                               "1", f"http://{host}:{port}/1k"]),
+                               check=False)
         if probe.returncode == 0:
             return
         time.sleep(0.2)

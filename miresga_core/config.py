@@ -358,7 +358,13 @@ def _plugin_options(schema: type | None, raw: Any, ctx: _Ctx, path: tuple[str | 
         if raw:
             raise ctx.error(path, f"{owner} takes no options")
         return None
-    return schema(**build(schema, raw, ctx, path))
+    try:
+        return schema(**build(schema, raw, ctx, path))
+    except ValueError as exc:
+        # a check across keys, in the schema's __post_init__: ValueError(problem[, key])
+        key = exc.args[1:2]
+        raise ctx.error((*path, *key) if key and key[0] in raw else path,
+                        str(exc.args[0])) from None
 
 
 def _listeners(raw: Any, ctx: _Ctx, registry: Registry,

@@ -45,11 +45,12 @@ def dpdk_available() -> bool:
     return subprocess.run(["pkg-config", "--exists", "libdpdk"]).returncode == 0
 
 
-def binary() -> Path:
-    """Path of the DPDK front-end binary, building it; BuildError when DPDK is missing."""
+def binary(asan: bool = False) -> Path:
+    """Path of the DPDK front-end binary (``asan``: built with ASan + UBSan, for tests),
+    building it; BuildError when DPDK is missing."""
     if not dpdk_available():
         raise BuildError("the C/DPDK front-end is not built: DPDK development files are "
                          "missing (pkg-config libdpdk failed). Install libdpdk-dev "
                          "(scripts/bootstrap.sh) or use frontend = \"python\"")
-    _make("dpdk")
-    return BUILD / "miresga-fe"
+    _make("dpdk-asan" if asan else "dpdk")
+    return BUILD / ("miresga-fe_asan" if asan else "miresga-fe")

@@ -23,7 +23,7 @@ from ..frontend.state import Action, Offload, Transmit, Unoffload
 from . import build
 from .decider import ProgramDecider
 
-__all__ = ["CFrontend", "decode_actions", "encode_actions"]
+__all__ = ["CFrontend", "decode_actions", "encode_actions", "steer_client"]
 
 _MODES = (OffloadMode.NONE, OffloadMode.SPLICE, OffloadMode.PIN)
 _c_i64, _c_u8p, _c_sz = ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t
@@ -65,8 +65,17 @@ def _lib(asan: bool) -> ctypes.CDLL:
         lib.mfe_oldest_ns.restype = _c_i64
         lib.mfe_oom.argtypes = [ctypes.c_void_p]
         lib.mfe_oom.restype = ctypes.c_uint64
+        lib.fe_steer_client.argtypes = [ctypes.c_uint32, ctypes.c_uint16, ctypes.c_uint]
+        lib.fe_steer_client.restype = ctypes.c_uint
+        lib.mfe_steer.argtypes = [ctypes.c_void_p, _c_u8p, _c_sz, ctypes.c_uint]
+        lib.mfe_steer.restype = ctypes.c_int
         _LIBS[asan] = lib
     return _LIBS[asan]
+
+
+def steer_client(client: Address, shards: int) -> int:
+    """The shard (lcore) owning a client endpoint: fe_steer_client, the C function itself."""
+    return int(_lib(False).fe_steer_client(_ip(client.host), client.port, shards))
 
 
 def _ip(host: str) -> int:
@@ -189,6 +198,10 @@ class CFrontend:
     @property
     def nlegs(self) -> int:
         return int(self.lib.mfe_nlegs(self.h))
+
+    def steer(self, raw: bytes, shards: int) -> int:
+        """fe_steer.h's owner of ``raw`` among ``shards`` for this machine's VIPs (-1: any)."""
+        return int(self.lib.mfe_steer(self.h, raw, len(raw), shards))
 
     @property
     def oom(self) -> int:

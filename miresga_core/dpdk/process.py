@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -33,11 +34,22 @@ from . import build
 from .cfe import decode_actions
 from .decider import ProgramDecider
 
-__all__ = ["FeProcess", "write_config"]
+__all__ = ["MAX_WORKERS", "FeProcess", "eal_lcores", "write_config"]
 
 # af_packet ring: one 3-page frame per block (frames must tile the blocks exactly); the
 # shell's mbufs hold a whole ring frame (12256 bytes), so a 9000-byte MTU fits
 _RING = "framesz=12288,blocksz=12288,framecnt=256"
+log = logging.getLogger("miresga.dpdk")
+MAX_WORKERS = 32  # FE_MAX_SHARDS of native/dpdk/shell/fe_io.h
+
+
+def eal_lcores(workers: int) -> str:
+    """EAL ``--lcores``: lcores 0..workers-1, each free to run on any CPU this process may
+    use. A shared machine's cores are busy with others; pinning an lcore to one CPU would
+    make it wait for that CPU while another one idles."""
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    group = "0" if workers == 1 else f"(0-{workers - 1})"
+    return f"{group}@({cpus})"
 
 
 def write_config(directory: Path, config: FrontendConfig,
@@ -65,16 +77,20 @@ def write_config(directory: Path, config: FrontendConfig,
 
 
 class FeProcess:
-    """miresga-fe on ``iface`` (inside ``netns`` when given)."""
+    """miresga-fe on ``iface`` (inside ``netns`` when given), ``workers`` lcores: one shard
+    each, on its own queue pair of the af_packet vdev (``qpairs``)."""
 
     def __init__(self, run_dir: Path, iface: str, *, netns: str | None = None,
-                 gateway_mac: str = "ff:ff:ff:ff:ff:ff", lcores: str = "0",
-                 eal_extra: Sequence[str] = ()) -> None:
+                 gateway_mac: str = "ff:ff:ff:ff:ff:ff", workers: int = 1,
+                 eal_extra: Sequence[str] = (), asan: bool = False) -> None:
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 1..{MAX_WORKERS}, got {workers}")
         self.run_dir = run_dir
         self.iface = iface
         self.netns = netns
         self.gateway_mac = gateway_mac
-        self.lcores = lcores
+        self.workers = workers
+        self.asan = asan  # the ASan + UBSan build, stopping at the first error
         self.eal_extra = list(eal_extra)
         self.proc: subprocess.Popen[bytes] | None = None
         self.offload_path = run_dir / "offload.sock"
@@ -84,8 +100,26 @@ class FeProcess:
         self.sock: socket.socket | None = None
         self.ctl: socket.socket | None = None
 
+    def _gro_off(self) -> None:
+        """GRO off on the interface: the af_packet ring frame holds 12 KB, and a segment
+        the kernel merged beyond that arrives truncated (the machine drops it as
+        malformed, the client resends, and a large upload stalls or is reset). A DPDK
+        port on a real NIC never sees merged segments either."""
+        argv = ["ethtool", "-K", self.iface, "gro", "off"]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except FileNotFoundError:
+            log.warning("ethtool missing: GRO stays on for %s (merged segments > 12 KB "
+                        "are lost)", self.iface)
+            return
+        if r.returncode:
+            log.warning("ethtool -K %s gro off: %s", self.iface, r.stderr.strip())
+
     def start(self, config_file: Path, timeout: float = 20.0) -> None:
-        binary = build.binary()
+        binary = build.binary(self.asan)
+        self._gro_off()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for p in (self.offload_path, self.stats_path):
             p.unlink(missing_ok=True)
@@ -93,16 +127,21 @@ class FeProcess:
         self.sock.bind(str(self.offload_path))
         self.sock.setblocking(False)
         prefix = f"mfe-{os.getpid()}-{abs(hash(str(self.run_dir))) % 10**6}"
-        argv = [str(binary), "--no-huge", "--no-pci", "-m", "256", "-l", self.lcores,
-                "--file-prefix", prefix, f"--vdev=net_af_packet0,iface={self.iface},{_RING}",
+        argv = [str(binary), "--no-huge", "--no-pci", "-m", "256",
+                f"--lcores={eal_lcores(self.workers)}", "--file-prefix", prefix,
+                f"--vdev=net_af_packet0,iface={self.iface},qpairs={self.workers},{_RING}",
                 "--log-level=lib.eal:notice", *self.eal_extra, "--",
                 "--config", str(config_file), "--offload-socket", str(self.offload_path),
                 "--ctl-socket", str(self.ctl_path), "--gateway-mac", self.gateway_mac,
                 "--stats", str(self.stats_path)]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
+        env = dict(os.environ)
+        if self.asan:  # DPDK's own allocations live until exit: no leak check
+            env.update(ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+                       UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while not self.stats_path.exists():  # the loop writes stats as soon as it runs

@@ -33,7 +33,7 @@ from ..frontend.run import add_process_args
 from ..plugins import get_plugin_manager, registry_from
 from .build import BuildError
 from .decider import ProgramDecider
-from .process import FeProcess, write_config
+from .process import MAX_WORKERS, FeProcess, write_config
 
 __all__ = ["build_config", "main"]
 
@@ -80,7 +80,13 @@ def _stats(fe: FeProcess, applier: Any) -> dict[str, Any]:
     return {"frontend": "dpdk", "shell": io, "machine": fe.machine_counters(),
             "offload": dict(applier.counters), "conns": sum(sh["conns"] for sh in shards),
             "legs": sum(sh["legs"] for sh in shards), "oldest_ns": min(oldest, default=None),
-            "written_ns": raw.get("written_ns", 0)}
+            "written_ns": raw.get("written_ns", 0),
+            # per lcore (shard): who carried the flows, and the steering hand-offs
+            "lcores": [{"conns": sh["conns"], "rx_client": sh["machine"]["rx_client"],
+                        "rx_backend": sh["machine"]["rx_backend"],
+                        "cookie_ok": sh["machine"]["cookie_ok"], "rx": sh["io"]["rx"],
+                        "steer_out": sh["io"]["steer_out"], "steer_in": sh["io"]["steer_in"],
+                        "steer_drop": sh["io"]["steer_drop"]} for sh in shards]}
 
 
 def _write(path: Path | None, stats: dict[str, Any]) -> None:
@@ -119,8 +125,10 @@ def serve(fe: FeProcess, switch: Any, applier: Any, stats_file: Path | None,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="miresga-frontend-dpdk", description=__doc__)
     add_process_args(ap)
-    ap.add_argument("--lcores", default="0", help="EAL -l: one shard per lcore")
     args = ap.parse_args(argv)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        print(f"miresga-frontend-dpdk: --workers must be 1..{MAX_WORKERS}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="frontend-dpdk %(levelname)s %(message)s")
     from ..agent.loader import enter_netns
     from ..agent.maps import read_secret_file
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = base / f"dpdk-{args.netns or 'host'}-{os.getpid()}"
     secrets = switch_secrets(switch) or CookieSecrets.generate()
     conf = write_config(run_dir, fc, deciders, secrets)
-    fe = FeProcess(run_dir, args.iface, gateway_mac=args.gateway_mac, lcores=args.lcores)
+    fe = FeProcess(run_dir, args.iface, gateway_mac=args.gateway_mac, workers=args.workers)
     applier = OffloadApplier(switch)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     fe.start(conf)

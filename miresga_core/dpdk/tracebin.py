@@ -45,9 +45,12 @@ def digest(outputs: list[list[Any]]) -> str:
     return f"{h:016x}"
 
 
-def replay_tool(tool: Path, config: Path, trace: Path, repeat: int = 1) -> dict[str, str]:
-    r = subprocess.run([str(tool), str(config), str(trace), str(repeat)], capture_output=True,
-                       text=True, timeout=600, check=False)
+def replay_tool(tool: Path, config: Path, trace: Path, repeat: int = 1,
+                shards: int = 1) -> dict[str, str]:
+    """mfe_replay's answer as a dict (``digest`` or ``digest<i>`` per shard, ``packets``,
+    ``pps``)."""
+    r = subprocess.run([str(tool), str(config), str(trace), str(repeat), str(shards)],
+                       capture_output=True, text=True, timeout=600, check=False)
     if r.returncode:
         raise RuntimeError(f"mfe_replay failed: {r.stderr}")
     parts = r.stdout.split()

@@ -67,12 +67,19 @@ def add_process_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--stats-file", type=Path)
     ap.add_argument("--stop-file", type=Path)
     ap.add_argument("--idle-timeout", type=float, default=300.0)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="lcores (shards) of the C/DPDK front-end; the Python one runs one")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="miresga-frontend", description=__doc__)
     add_process_args(ap)
     args = ap.parse_args(argv)
+    if args.workers != 1:
+        print(f"miresga-frontend: --workers {args.workers}: the Python front-end runs one "
+              f"worker ([dataplane.xdp] frontend_workers > 1 needs frontend = \"dpdk\")",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="frontend %(levelname)s %(message)s")
     from ..agent.loader import enter_netns
     from ..agent.maps import read_secret_file

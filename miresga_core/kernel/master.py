@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import MiresgaError
 from ..plugins import Registry
 from ..routing import pool_states, route_scope
+from .splice import SPLICE_MIN_BODY
 from .worker import serve_worker
 
 __all__ = ["Master", "check_bindable"]
@@ -56,14 +57,15 @@ class WorkerHandle:
 
 
 def _worker_entry(config: Config, registry: Registry, control: socket.socket, index: int,
-                  use_uvloop: bool, splice: str) -> None:
+                  use_uvloop: bool, splice: str, splice_min_body: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when workers stop
-    serve_worker(config, registry, control, index, use_uvloop, splice)
+    serve_worker(config, registry, control, index, use_uvloop, splice, splice_min_body)
 
 
 class Master:
     def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool,
-                 splice: str = "auto", engine: str = "python"):
+                 splice: str = "auto", splice_min_body: int = SPLICE_MIN_BODY,
+                 engine: str = "python"):
         self.config = config
         self.engine = engine
         self.native: tuple[Any, str] | None = None  # (binary, plan path) of engine native
@@ -73,6 +75,7 @@ class Master:
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
         self.splice = splice
+        self.splice_min_body = splice_min_body
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = False
         self.ctx = multiprocessing.get_context("fork")
@@ -95,7 +98,7 @@ class Master:
         else:
             proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
                                     args=(self.config, self.registry, child, index,
-                                          self.use_uvloop, self.splice),
+                                          self.use_uvloop, self.splice, self.splice_min_body),
                                     daemon=False)
         proc.start()
         child.close()

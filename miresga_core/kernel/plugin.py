@@ -13,6 +13,7 @@ from .. import hookimpl
 from ..config import Config, opt
 from ..plugins import Registry
 from .master import Master, check_bindable
+from .splice import SPLICE_MIN_BODY
 from .worker import serve_worker
 
 log = logging.getLogger("miresga.kernel")
@@ -27,6 +28,10 @@ class KernelOptions:
                       else "must be \"auto\", \"sockmap\" or \"relay\"",
                       doc="response bodies and tunnels: sockmap = in-kernel splice (eBPF, "
                           "needs root), relay = user space, auto = sockmap when permitted")
+    splice_min_body: int = opt(
+        SPLICE_MIN_BODY, check=lambda v: None if v >= 0 else "must be >= 0",
+        doc="sockmap: responses whose Content-Length is below this are relayed in user "
+            "space (measured: the kernel hop only pays off for large bodies, docs/splice.md)")
     engine: Literal["python", "native"] = opt(
         "python", doc="who serves requests: \"python\" = asyncio workers (every protocol), "
                       "\"native\" = C workers (native/kernel, HTTP/1 listeners only; see "
@@ -43,11 +48,13 @@ class KernelDataPlane:
 
     def run(self, config: Config, pm: pluggy.PluginManager, registry: Registry) -> int:
         opts: KernelOptions = config.dataplane.options or KernelOptions()
-        master = Master(config, registry, opts.workers, opts.uvloop, opts.splice, opts.engine)
+        master = Master(config, registry, opts.workers, opts.uvloop, opts.splice,
+                        opts.splice_min_body, opts.engine)
         check_bindable(config)
         if opts.engine == "python" and master.count == 1 and config.admin.listen is None \
                 and not _has_health(config):
-            serve_worker(config, registry, None, 0, opts.uvloop, opts.splice)  # no master
+            serve_worker(config, registry, None, 0, opts.uvloop, opts.splice,  # no master
+                         opts.splice_min_body)
         else:
             asyncio.run(master.main())
         return 0

@@ -52,6 +52,7 @@ from .splice import (
     SO_RCVBUFFORCE,
     SO_SNDBUFFORCE,
     SPLICE_BUF,
+    SPLICE_MIN_BODY,
     Splicer,
     SpliceSide,
     connect_for_splice,
@@ -69,15 +70,18 @@ _MAX_IDLE_PER_BACKEND = 64
 _SPLICE_RCVBUF = 64 * 1024
 _DEBUG = bool(os.environ.get("MIRESGA_SPLICE_DEBUG"))
 _DRAIN_DEADLINE = 5.0  # seconds to wait for redirected bytes before writing anyway
+_DRAIN_POLL = 0.001  # seconds between looks while waiting for them
 _WRITES_TO_CLIENT = (SendClient, CloseClient)
 
 
 class ConnectionPool:
     """Idle keep-alive connections to backends, most recently used first."""
 
-    def __init__(self, splicer: Splicer | None = None, stats: Stats | None = None) -> None:
+    def __init__(self, splicer: Splicer | None = None, stats: Stats | None = None,
+                 splice_min_body: int = SPLICE_MIN_BODY) -> None:
         self.idle: dict[tuple[Address, str], list[BackendConnection]] = {}
         self.splicer = splicer
+        self.splice_min_body = splice_min_body  # shorter bodies are relayed (docs/splice.md)
         self.stats = stats if stats is not None else Stats()  # byte counters of the worker
         self.by_cookie: dict[int, BackendConnection] = {}  # attached backend sockets
         if splicer is not None:
@@ -132,7 +136,7 @@ class BackendConnection(asyncio.Protocol):
         self.owner: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.side = SpliceSide()
+        self.side = SpliceSide(syn=1)  # we connect backend sockets
         # A server that speaks first (HTTP/2 SETTINGS) may send before the connecting task
         # has resumed and handed the connection to its session: hold those bytes until then.
         self.ready = True
@@ -219,9 +223,13 @@ class ClientConnection(asyncio.Protocol):
         self.side = SpliceSide()
         self.arm_end: int | None = None  # stream offset the backend arming runs to
         self.arm_gen = 0
+        # the pending response arming: (backend stream offset it starts at, whether the
+        # client socket still had redirected bytes in flight before it)
+        self.response_arm: tuple[int, bool] | None = None
         self.client_armed = False  # tunnel: client -> backend armed
         self.blocked = False  # run() waits for redirected bytes to drain
         self.block_since = 0.0
+        self.drain_polls = 0  # looks at the send queue since the wait began
 
     # ----------------------------------------------------------------- client events
 
@@ -298,6 +306,7 @@ class ClientConnection(asyncio.Protocol):
         if conn is not self.backend:
             return
         self.pool.stats.relayed_bytes += len(data)
+        self._response_arm_passed(conn, len(data))
         if self.arm_end is None and not self.tunnel:
             self.run(self.session.on_backend_data(data, time.monotonic()))
             return
@@ -315,6 +324,19 @@ class ClientConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- splicing
 
+    def _response_arm_passed(self, conn: BackendConnection, nbytes: int) -> None:
+        """Bytes of the backend stream reached user space while a response arming waited.
+        If they start at the arming's offset, the program passed that response (it decides
+        on its first skb for the whole response), so nothing was redirected under this
+        arming: the client socket is as drained as it was before it, and the drain check
+        before our write (two syscalls and a map lookup) can be skipped."""
+        arm, self.response_arm = self.response_arm, None
+        if arm is None:
+            return
+        start, was_pending = arm
+        if conn.side.pos - nbytes == start and not was_pending:
+            self.side.pending_in = False
+
     def splice_head(self, conn: BackendConnection, gen: int, end: int, head: bytes) -> None:
         """Ring buffer: the program parsed and forwarded the response head of arming
         ``gen``; the response ends at stream offset ``end``."""
@@ -323,6 +345,7 @@ class ClientConnection(asyncio.Protocol):
         if _DEBUG:
             log.warning("%.6f head gen=%d end=%d", time.monotonic(), gen, end)
         self.arm_end = end
+        self.response_arm = None
         quickack(conn.transport)
         conn.side.spliced += len(head)  # the head is accounted for here, not as body
         self.pool.stats.spliced_bytes += len(head)
@@ -462,7 +485,8 @@ class ClientConnection(asyncio.Protocol):
             return True
         ours = side.written - transport.get_write_buffer_size()
         try:
-            done = queued_bytes(raw_socket(sock)) >= ours + splicer.redirected_in(side.cookie)
+            queued = queued_bytes(raw_socket(sock), side.syn)
+            done = queued is None or queued >= ours + splicer.redirected_in(side.cookie)
         except OSError:
             return True  # the socket is gone: nothing left to order against
         if done and self.arm_end is None and not self.tunnel:
@@ -483,10 +507,14 @@ class ClientConnection(asyncio.Protocol):
         try:
             while self.queue:
                 if not self._may_run(self.queue[0]):
+                    if _DEBUG and not self.drain_polls:
+                        log.warning("%.6f drain wait for %s", time.monotonic(),
+                                    type(self.queue[0]).__name__)
                     self._wait_drain()
                     return
                 action = self.queue.popleft()
                 _HANDLERS[type(action)](self, action)
+            self.drain_polls = 0
         finally:
             self.running = False
             self._flush()
@@ -519,10 +547,14 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def _wait_drain(self) -> None:
-        now = time.monotonic()
-        if not self.blocked:
-            self.blocked, self.block_since = True, now
-        delay = 0 if now - self.block_since < 0.002 else 0.001
+        if not self.drain_polls:
+            self.block_since = time.monotonic()
+        self.blocked = True
+        self.drain_polls += 1
+        # One more look right away (the kernel worker is often done by then), then one per
+        # millisecond: looking in a tight loop cost ~0.2 ms of CPU per closed connection
+        # (measured with bench/splice_probe.py --close, docs/splice.md).
+        delay = 0 if self.drain_polls == 1 else _DRAIN_POLL
         self.loop.call_later(delay, self._retry_drain)
 
     def _retry_drain(self) -> None:
@@ -594,6 +626,7 @@ class ClientConnection(asyncio.Protocol):
             self.connecting.cancel()
             self.connecting = None
         conn, self.backend = self.backend, None
+        self.response_arm = None
         if self.arm_end is not None:
             self.arm_end = None
             self._wait_for_empty_buffer(False)
@@ -691,8 +724,9 @@ class ClientConnection(asyncio.Protocol):
             return
         assert conn.side.cookie is not None and self.side.cookie is not None
         self.pool.by_cookie[conn.side.cookie] = conn
-        self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie,
-                                            conn.side.pos, action.min_body)
+        self.response_arm = (conn.side.pos, self.side.pending_in)
+        self.arm_gen = splicer.arm_response(conn.side.cookie, self.side.cookie, conn.side.pos,
+                                            max(action.min_body, self.pool.splice_min_body))
         quickack(conn.transport)
         if _DEBUG:
             log.warning("%.6f arm gen=%d", time.monotonic(), self.arm_gen)
@@ -700,6 +734,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _splice_response(self, action: SpliceResponse) -> None:
         conn = self.backend
+        if action.nbytes < self.pool.splice_min_body:
+            return  # relayed: too short for the kernel hop to pay off
         if conn is None or not (self._attach(conn.side, conn.transport) and
                                 self._attach(self.side, self.transport)):
             return

@@ -55,7 +55,7 @@ from .splice_layout import (
 )
 
 __all__ = [
-    "SO_RCVBUFFORCE", "SO_SNDBUFFORCE", "SPLICE_BUF", "SpliceSide", "Splicer",
+    "SO_RCVBUFFORCE", "SO_SNDBUFFORCE", "SPLICE_BUF", "SPLICE_MIN_BODY", "SpliceSide", "Splicer",
     "connect_for_splice", "forget_side", "open_splicer", "queued_bytes", "quickack",
     "raw_socket", "socket_cookie",
 ]
@@ -65,6 +65,8 @@ log = logging.getLogger("miresga.kernel")
 SO_COOKIE = 57  # asm-generic/socket.h
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; need CAP_NET_ADMIN
 SPLICE_BUF = 4 << 20  # socket buffers of spliced sockets (see connect_for_splice)
+# Default of [dataplane.kernel] splice_min_body: shorter response bodies are relayed.
+SPLICE_MIN_BODY = 16 << 10
 BPF_SK_SKB_STREAM_VERDICT = 5  # enum bpf_attach_type
 _TCP_INFO_BYTES_ACKED = 120  # offsetof(struct tcp_info, tcpi_bytes_acked)
 _SIOCOUTQ = termios.TIOCOUTQ  # same number as SIOCOUTQ on Linux
@@ -210,16 +212,26 @@ class Splicer:
         self.obj.close()
 
 
-def queued_bytes(sock: socket.socket) -> int:
-    """Bytes this TCP socket ever queued for sending: acked + still in the send queue.
+_TCP_ESTABLISHED, _TCP_CLOSE_WAIT = 1, 8  # include/net/tcp_states.h
+
+
+def queued_bytes(sock: socket.socket, syn: int = 0) -> int | None:
+    """Bytes this TCP socket ever queued for sending: acked + still in the send queue;
+    None when the socket can no longer send (reset, or closed: tcpi_state is neither
+    ESTABLISHED nor CLOSE_WAIT). Then redirected bytes still in the kernel's work queue are
+    dropped, nothing can be overtaken any more, and waiting for them would spin until the
+    drain deadline (it did, for 5 s after every benchmark cell whose client went away).
 
     tcp_info is read before SIOCOUTQ: an ACK in between only makes the sum smaller, so the
-    answer never exceeds the truth ("drained" is never claimed early).
+    answer never exceeds the truth ("drained" is never claimed early). ``tcpi_bytes_acked``
+    of a socket that connected (active open) counts its SYN: pass ``syn=1`` for those.
     """
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES_ACKED + 8)
+    if info[0] not in (_TCP_ESTABLISHED, _TCP_CLOSE_WAIT):
+        return None
     acked = struct.unpack_from("<Q", info, _TCP_INFO_BYTES_ACKED)[0]
     outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
-    return int(acked) + outq
+    return int(acked) - syn + outq
 
 
 def open_splicer(mode: str) -> Splicer | None:
@@ -249,10 +261,11 @@ class SpliceSide:
     flight. ``written`` counts bytes we wrote to the socket ourselves.
     """
 
-    __slots__ = ("cookie", "pending_in", "rx", "spliced", "written")
+    __slots__ = ("cookie", "pending_in", "rx", "spliced", "syn", "written")
 
-    def __init__(self) -> None:
+    def __init__(self, syn: int = 0) -> None:
         self.cookie: int | None = None
+        self.syn = syn  # 1 for a socket we connected: its tcpi_bytes_acked counts the SYN
         self.rx = 0
         self.spliced = 0
         self.written = 0

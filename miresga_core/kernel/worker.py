@@ -27,7 +27,7 @@ from ..plugins import Registry
 from ..routing import Router, pool_states
 from ..session import SessionContext, Stats
 from .shell import ClientConnection, ConnectionPool
-from .splice import Splicer, open_splicer
+from .splice import SPLICE_MIN_BODY, Splicer, open_splicer
 
 __all__ = ["Runtime", "listen_socket", "serve_worker"]
 
@@ -75,7 +75,8 @@ class Runtime:
 
 
 async def _serve(config: Config, registry: Registry, control: socket.socket | None,
-                 worker_id: int, splice: str = "auto") -> None:
+                 worker_id: int, splice: str = "auto",
+                 splice_min_body: int = SPLICE_MIN_BODY) -> None:
     loop = asyncio.get_running_loop()
     runtime = Runtime(config, registry)
     splicer = open_splicer(splice)
@@ -83,7 +84,7 @@ async def _serve(config: Config, registry: Registry, control: socket.socket | No
         loop.add_reader(splicer.events_fd, splicer.poll_events)
         if worker_id == 0:
             log.info("splicing response bodies and tunnels in the kernel (sockmap)")
-    pool = ConnectionPool(splicer, runtime.bytes)
+    pool = ConnectionPool(splicer, runtime.bytes, splice_min_body)
     try:
         await _run(config, runtime, pool, control, worker_id)
     finally:
@@ -169,7 +170,8 @@ def _control_message(msg: dict[str, Any], control: socket.socket, runtime: Runti
 
 
 def serve_worker(config: Config, registry: Registry, control: socket.socket | None,
-                 worker_id: int, use_uvloop: bool = True, splice: str = "auto") -> None:
+                 worker_id: int, use_uvloop: bool = True, splice: str = "auto",
+                 splice_min_body: int = SPLICE_MIN_BODY) -> None:
     """Entry point of a worker process (or of the only process, with workers = 1)."""
     if use_uvloop:
         try:
@@ -178,4 +180,4 @@ def serve_worker(config: Config, registry: Registry, control: socket.socket | No
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             log.info("uvloop not installed: using the default asyncio loop")
-    asyncio.run(_serve(config, registry, control, worker_id, splice))
+    asyncio.run(_serve(config, registry, control, worker_id, splice, splice_min_body))

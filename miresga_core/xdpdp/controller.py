@@ -64,8 +64,18 @@ class XdpOptions:
     frontend: str = opt("python", check=lambda v: None if v in ("python", "dpdk")
                         else "python or dpdk",
                         doc="front-end: the Python reference or the C/DPDK one (native/dpdk)")
+    frontend_workers: int = opt(1, check=lambda v: None if 1 <= v <= 32 else "must be 1..32",
+                                doc="lcores of each C/DPDK front-end (one flow-table shard "
+                                "each); the Python front-end runs 1")
     demo_backends: bool = opt(False, doc="start the demo HTTP backend on every backend host "
                               "the pools name (miresga backend)")
+
+
+    def __post_init__(self) -> None:
+        if self.frontend_workers > 1 and self.frontend != "dpdk":
+            raise ValueError(f"frontend_workers = {self.frontend_workers} needs frontend = "
+                             f"\"dpdk\": the Python front-end runs one worker",
+                             "frontend_workers")
 
 
 class XdpController:
@@ -252,7 +262,8 @@ class XdpController:
                 "--pin-dir", str(self.spec.pin_dir),
                 "--agent-secret-file", str(self.agent_secret_file()),
                 "--gateway-mac", self.spec.switch_mac, "--stats-file", str(stats),
-                "--idle-timeout", str(self.opts.idle_timeout_s)]
+                "--idle-timeout", str(self.opts.idle_timeout_s),
+                "--workers", str(self.opts.frontend_workers)]
         self.frontends[i] = subprocess.Popen(argv, env=_env())
         deadline = time.monotonic() + 30
         while not stats.exists():

@@ -2,7 +2,7 @@
 /* In-kernel splice for the `kernel` data plane (docs/splice.md).
  *
  * Theory of operation. Both sockets of a proxied pair sit in a SOCKHASH keyed by their
- * socket cookie, with this stream parser + stream verdict attached to it. Every byte a
+ * socket cookie, with this stream verdict (no stream parser) attached to it. Every byte a
  * member socket receives goes through splice_verdict, which counts it in the socket's
  * splice_state.seen (its offset in the socket's receive stream) and either
  *   - gives it to user space (SK_PASS): the default, e.g. request and response heads;
@@ -25,6 +25,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "splice_shared.h"
+
+#define SPLICE_LINEAR_MAX (256 * 1024)
 
 /* the sockets taking part, by cookie: redirect targets */
 struct {
@@ -232,6 +234,20 @@ static __always_inline __u64 parse_response(struct __sk_buff *skb, __u64 cookie,
 	return ev->end;
 }
 
+/* The kernel worker sends a redirected skb with one sendmsg per page fragment and
+ * pushes after each (skb_send_sock passes no MSG_MORE): a 64 KiB skb of 4 KiB page-cache
+ * fragments leaves as ~16 small packets. Pulled into one linear buffer it is sent with one
+ * sendmsg, as full-size TSO packets. Costs one copy; on failure (no memory) the skb goes
+ * as it is. */
+static __always_inline void linearize(struct __sk_buff *skb, __u64 len)
+{
+	if (len > SPLICE_LINEAR_MAX)
+		return;
+	if ((__u64)((long)skb->data_end - (long)skb->data) >= len)
+		return; /* already linear */
+	bpf_skb_pull_data(skb, len);
+}
+
 SEC("sk_skb/stream_verdict")
 int splice_verdict(struct __sk_buff *skb)
 {
@@ -276,6 +292,7 @@ int splice_verdict(struct __sk_buff *skb)
 	st->spliced += len;
 	if (ctl->end != SPLICE_END_UNBOUNDED && off + len == ctl->end)
 		notify_end(cookie, ctl);
+	linearize(skb, len);
 	return bpf_sk_redirect_hash(skb, &splice_socks, &peer, 0);
 pass:
 	st->passed += len;

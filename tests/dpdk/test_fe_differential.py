@@ -123,8 +123,7 @@ def test_committed_reference_traces_replay(registry, name):
 def test_replay_tool_digest_matches_reference(registry, tmp_path):
     """The same proof without ctypes: mfe_replay (the machine linked as a plain C program)
     digests its outputs; the digest of the reference's outputs is the same."""
-    import benchtrace
-
+    from bench.fe_pps import steady_trace
     from miresga_core.dpdk import tracebin
     from miresga_core.dpdk.process import write_config
 
@@ -132,7 +131,8 @@ def test_replay_tool_digest_matches_reference(registry, tmp_path):
     conf = write_config(tmp_path / "cfg", tracegen.fe_config(),
                         {VIP: tracegen.decider(registry)}, cookie.CookieSecrets(COOKIE_KEY))
     for name, events in (("generated", tracegen.generate(registry, 3, 600)),
-                         ("steady", benchtrace.generate(registry, 60))):
+                         ("steady", steady_trace(registry, 60, config=tracegen.fe_config(),
+                                                 decide=tracegen.decider(registry)))):
         n = tracebin.write(tmp_path / f"{name}.bin", events)
         want = tracebin.digest([[_action(r) for r in e["out"]] for e in events])
         got = tracebin.replay_tool(build.BUILD / "mfe_replay", conf, tmp_path / f"{name}.bin")
@@ -160,8 +160,7 @@ def _action(record: dict[str, str]):
 def test_replay_tool_clean_under_asan_with_leak_check(registry, tmp_path):
     """mfe_replay built with ASan + UBSan + LeakSanitizer (no Python in the process, so
     leaks are checked too) on generated and steady-state traces."""
-    import benchtrace
-
+    from bench.fe_pps import steady_trace
     from miresga_core.dpdk import tracebin
     from miresga_core.dpdk.process import write_config
 
@@ -170,7 +169,9 @@ def test_replay_tool_clean_under_asan_with_leak_check(registry, tmp_path):
                         {VIP: tracegen.decider(registry)}, cookie.CookieSecrets(COOKIE_KEY))
     events = [e for seed in range(4) for e in tracegen.generate(registry, 100 + seed, 600)]
     events.sort(key=lambda e: e["t"])
-    for name, evs in (("generated", events), ("steady", benchtrace.generate(registry, 100))):
+    steady = steady_trace(registry, 100, config=tracegen.fe_config(),
+                          decide=tracegen.decider(registry))
+    for name, evs in (("generated", events), ("steady", steady)):
         tracebin.write(tmp_path / f"{name}.bin", evs)
         r = subprocess.run([str(build.BUILD / "mfe_replay_asan"), str(conf),
                             str(tmp_path / f"{name}.bin"), "2"], capture_output=True,

@@ -1,5 +1,6 @@
 """Every end-to-end test of the packet-level front-end (tests/frontend/test_lab_e2e.py:
-real curl/wrk clients, nginx backends, XDP switch, agents) with ``frontend = "dpdk"``."""
+real curl/wrk clients, nginx backends, XDP switch, agents) with ``frontend = "dpdk"``,
+on one lcore and on two (``frontend_workers = 2``: two shards, steering between them)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_frontend_lab_suite_with_the_c_frontend() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_frontend_lab_suite_with_the_c_frontend(workers: int) -> None:
     from miresga_core.dpdk import build
     if not build.dpdk_available():
         pytest.skip("DPDK development files missing (libdpdk-dev)")
     build.binary()
     paths = [ROOT, ROOT / "plugins/http1", ROOT / "plugins/policies", ROOT / "tests/frontend",
              ROOT / "tests/dpdk"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, paths)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, paths)),
+               MIRESGA_E2E_WORKERS=str(workers))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "e2e_dpdk_plugin",
                         "-p", "no:cacheprovider", str(ROOT / "tests/frontend/test_lab_e2e.py")],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)

@@ -67,16 +67,31 @@ def fe_config() -> FrontendConfig:
     return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **FC)
 
 
-_COMPILED: list[tuple[object, ProgramDecider]] = []
+_COMPILED: list[tuple[object, str, ProgramDecider]] = []
 
 
-def decider(registry) -> ProgramDecider:
+# the same with one backend per pool: every decision is independent of the route count
+# (round-robin state), so per flow the outputs do not depend on how flows are sharded
+CONFIG_ONE_BACKEND = CONFIG.replace(', { address = "10.0.2.4:8080" }', "")
+
+
+def decider(registry, config: str = CONFIG) -> ProgramDecider:
     """A fresh decider (its route counter at 0); the program is compiled once."""
-    d = next((d for r, d in _COMPILED if r is registry), None)
+    d = next((d for r, c, d in _COMPILED if r is registry and c == config), None)
     if d is None:
-        d = ProgramDecider.from_config(parse_config(CONFIG, registry), "web", registry)
-        _COMPILED.append((registry, d))
+        d = ProgramDecider.from_config(parse_config(config, registry), "web", registry)
+        _COMPILED.append((registry, config, d))
     return ProgramDecider(d.program, d.pools)
+
+
+def machine(registry, shards: int = 1, config: str = CONFIG):
+    """The reference machine, or ``shards`` of them behind the multi-lcore steering."""
+    def one() -> Frontend:
+        return Frontend(fe_config(), decider(registry, config), cookie.CookieSecrets(COOKIE_KEY))
+    if shards == 1:
+        return one()
+    from miresga_core.dpdk.shards import Sharded
+    return Sharded([one() for _ in range(shards)], [VIP])
 
 
 def requests(rng: random.Random) -> bytes:
@@ -123,10 +138,9 @@ class Lg:
 
 
 class World:
-    def __init__(self, registry, seed: int) -> None:
+    def __init__(self, registry, seed: int, shards: int = 1, config: str = CONFIG) -> None:
         self.rng = random.Random(seed)
-        self.rec = trace.Recorder(Frontend(fe_config(), decider(registry),
-                                           cookie.CookieSecrets(COOKIE_KEY)))
+        self.rec = trace.Recorder(machine(registry, shards, config))
         self.now = T0 + self.rng.randrange(70 * S)
         self.clients: list[Cl] = []
         self.legs: dict[tuple[Address, Address], Lg] = {}
@@ -323,9 +337,11 @@ class World:
             self.legs.pop(next(iter(self.legs)))
 
 
-def generate(registry, seed: int, steps: int, counters: dict | None = None) -> list[dict]:
-    """The events of one seeded run; the reference's counters are added to ``counters``."""
-    w = World(registry, seed)
+def generate(registry, seed: int, steps: int, counters: dict | None = None, shards: int = 1,
+             config: str = CONFIG) -> list[dict]:
+    """The events of one seeded run; the reference's counters are added to ``counters``.
+    ``shards`` > 1: the reference is that many machines behind the multi-lcore steering."""
+    w = World(registry, seed, shards, config)
     for _ in range(steps):
         w.step()
     w.now += 200 * S

@@ -24,7 +24,7 @@ from miresga_core.cli_serve import load
 from miresga_core.demo import body_bytes
 from miresga_core.kernel import worker
 from miresga_core.kernel.shell import ClientConnection, ConnectionPool
-from miresga_core.kernel.splice import open_splicer
+from miresga_core.kernel.splice import open_splicer, queued_bytes
 from miresga_core.kernel.splice_layout import render_header
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ kind = "kernel"
 [dataplane.kernel]
 workers = 1
 splice = "{splice}"
-[[listeners]]
+{extra}[[listeners]]
 name = "web"
 listen = "127.0.0.1:{port}"
 protocol = "http1"
@@ -91,9 +91,10 @@ def _listening(port: int) -> bool:
 class LoadBalancer:
     """One worker in a thread; ``bytes`` is its relayed/spliced counter object."""
 
-    def __init__(self, tmp: Path, splice: str, port: int, web: int = 22201) -> None:
+    def __init__(self, tmp: Path, splice: str, port: int, web: int = 22201,
+                 extra: str = "") -> None:
         path = tmp / f"lb-{splice}.toml"
-        path.write_text(CONFIG.format(splice=splice, port=port, web=web))
+        path.write_text(CONFIG.format(splice=splice, port=port, web=web, extra=extra))
         self.config, _pm, self.registry = load(str(path))
         self.port = port
         self.loop = asyncio.new_event_loop()
@@ -118,7 +119,8 @@ class LoadBalancer:
         splicer = open_splicer(self.config.dataplane.options.splice)
         if splicer is not None:
             loop.add_reader(splicer.events_fd, splicer.poll_events)
-        pool = ConnectionPool(splicer, self.runtime.bytes)
+        pool = ConnectionPool(splicer, self.runtime.bytes,
+                              self.config.dataplane.options.splice_min_body)
         listener = self.config.listeners[0]
         factory = self.runtime.session_factory(listener)
         clients: set[ClientConnection] = set()
@@ -194,6 +196,76 @@ def test_sockmap_byte_exact_with_fast_backends(backends: None, tmp_path: Path) -
     big = 2 * sum(n for n in SIZES if n >= 16384)
     assert spliced >= big, (relayed, spliced)
     assert relayed < 2 * sum(n + 200 for n in SIZES if n < 16384), (relayed, spliced)
+
+
+@pytest.mark.root
+def test_sockmap_min_body_relays_shorter_bodies(backends: None, tmp_path: Path) -> None:
+    """splice_min_body = 100000: the 20 KB and 64 KiB bodies go through user space, the
+    1 MiB and 3 MB ones through the kernel; bytes exact either way."""
+    with LoadBalancer(tmp_path, "sockmap", 22216, extra="splice_min_body = 100000\n") as lb:
+        _keepalive_run(22216)
+        relayed, spliced = lb.counters
+    big = [n for n in SIZES if n >= 100_000]
+    assert 2 * sum(big) <= spliced < 2 * sum(n + 200 for n in big), (relayed, spliced)
+    assert relayed >= 2 * sum(n for n in SIZES if n < 100_000), (relayed, spliced)
+
+
+def _read_response(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    """(body, what follows it) of the next response on ``sock`` (Content-Length framing)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "closed before a response head"
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(buf) < length:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "closed in a body"
+        buf += chunk
+    return buf[:length], buf[length:]
+
+
+@pytest.mark.root
+def test_sockmap_pipelined_small_after_spliced(backends: None, tmp_path: Path) -> None:
+    """Pipelined: a short (relayed) response right behind a spliced one, whose bytes may
+    still be in the kernel's work queue when the short one is written: order kept."""
+    with LoadBalancer(tmp_path, "sockmap", 22217), \
+            socket.create_connection(("127.0.0.1", 22217), timeout=10) as s:
+        for _ in range(10):
+            s.sendall(b"GET /bytes/1048576 HTTP/1.1\r\nhost: x\r\n\r\n"
+                      b"GET /bytes/100 HTTP/1.1\r\nhost: x\r\n\r\n"
+                      b"GET /bytes/200000 HTTP/1.1\r\nhost: x\r\n\r\n")
+            rest = b""
+            for n in (1 << 20, 100, 200_000):
+                body, rest = _read_response(s, rest)
+                assert body == body_bytes(n), f"/bytes/{n} differs"
+            assert rest == b""
+
+
+def test_queued_bytes_knows_a_reset_socket() -> None:
+    """The drain wait asks queued_bytes; a socket the peer reset can send nothing more, so
+    the answer is None (no waiting) instead of a count that never grows."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    with ours, peer:
+        ours.sendall(b"x" * 1000)
+        assert peer.recv(1000)
+        deadline = time.monotonic() + 5
+        while (queued := queued_bytes(ours, syn=1)) is not None and queued < 1000:
+            assert time.monotonic() < deadline, queued
+            time.sleep(0.01)
+        assert queued == 1000  # exact: the SYN of our connect() is not counted
+        peer.sendall(b"y" * 10)
+        assert ours.recv(10)
+        assert queued_bytes(peer) == 10  # accepted socket: no SYN in its count
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        peer.close()  # linger 0: RST
+        while queued_bytes(ours) is not None:
+            assert time.monotonic() < deadline, "the reset never arrived"
+            time.sleep(0.01)
 
 
 class PacedBackend:

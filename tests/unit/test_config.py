@@ -112,6 +112,18 @@ def test_dataplane_options_validated_by_the_dataplane(registry):
     assert err.key == "dataplane.kernel.workres" and err.line == 25
 
 
+def test_xdp_frontend_workers(registry):
+    xdp = '\n[dataplane]\nkind = "xdp"\n[dataplane.xdp]\n'
+    config = parse(GOOD + xdp + 'frontend = "dpdk"\nfrontend_workers = 2\n', registry)
+    assert config.dataplane.options.frontend_workers == 2
+    # the Python front-end runs one worker: refused at the key, with why
+    err = refused(GOOD + xdp + "frontend_workers = 2\n", registry)
+    assert err.key == "dataplane.xdp.frontend_workers" and err.line == 27
+    assert 'needs frontend = "dpdk"' in err.problem
+    err = refused(GOOD + xdp + 'frontend = "dpdk"\nfrontend_workers = 0\n', registry)
+    assert err.key == "dataplane.xdp.frontend_workers" and "1..32" in err.problem
+
+
 def test_structural_refusals(registry):
     no_listener = '[pools.a]\nbackends = [{ address = "10.0.0.1:1" }]\n'
     assert "at least one [[listeners]]" in refused(no_listener, registry).problem
@@ -132,10 +144,12 @@ def test_every_config_key_is_documented():
 
     from miresga_core import config as c
     from miresga_core.kernel.plugin import KernelOptions
+    from miresga_core.xdpdp.controller import XdpOptions
 
     doc = (Path(__file__).parents[2] / "docs" / "config.md").read_text()
     sections = [c.HealthConfig, c.BackendConfig, c.PoolConfig, c.RouteConfig, c.TimeoutsConfig,
-                c.ListenerConfig, c.DataplaneConfig, c.AdminConfig, KernelOptions]
+                c.ListenerConfig, c.DataplaneConfig, c.AdminConfig, KernelOptions,
+                XdpOptions]
     missing = [f"{cls.__name__}.{key}" for cls in sections for key, _, _ in describe_fields(cls)
                if f"`{key}`" not in doc]
     assert not missing, f"undocumented keys: {missing}"

@@ -226,6 +226,11 @@ static struct fe_vip *find_vip(const struct mfe *m, uint32_t ip, uint16_t port)
 	return NULL;
 }
 
+int mfe_is_vip(const struct mfe *m, uint32_t ip, uint16_t port)
+{
+	return find_vip(m, ip, port) != NULL;
+}
+
 int mfe_add_vip(struct mfe *m, uint32_t ip, uint16_t port, int wscale, int mss,
 		const uint8_t *prog, size_t prog_len, char *err, size_t errlen)
 {

@@ -44,6 +44,9 @@ int mfe_add_vip(struct mfe *m, uint32_t ip, uint16_t port, int wscale, int mss,
 int mfe_add_backend(struct mfe *m, uint32_t vip, uint16_t vport, uint32_t pool, uint32_t ip,
 		    uint16_t port);
 
+/* Whether ip:port is one of the machine's VIPs (the steering needs it). */
+int mfe_is_vip(const struct mfe *m, uint32_t ip, uint16_t port);
+
 /* One packet / the timers. The actions are in mfe_out() until the next call. */
 void mfe_receive(struct mfe *m, const uint8_t *raw, size_t len, int64_t now_ns);
 void mfe_expire(struct mfe *m, int64_t now_ns);

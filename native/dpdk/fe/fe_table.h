@@ -1,6 +1,6 @@
 /* fe_table.h -- a chained hash table keyed by two (IPv4, port) endpoints. One table per
- * front-end instance; the DPDK shell runs one instance per lcore (RSS keeps a flow on
- * one queue), so tables are never shared and need no locks. */
+ * front-end instance; the DPDK shell runs one instance per lcore (fe_steer.h hands every
+ * packet of a connection to one lcore), so tables are never shared and need no locks. */
 #ifndef FE_TABLE_H
 #define FE_TABLE_H
 

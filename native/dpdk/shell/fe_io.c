@@ -8,6 +8,8 @@
 #include <rte_ethdev.h>
 #include <rte_ether.h>
 
+#include "../fe/fe_steer.h"
+
 /* Move the machine's outputs into frames to send and offload records to flush. */
 static void take_outputs(struct fe_shard *s)
 {
@@ -168,4 +170,63 @@ void fe_output(struct fe_shard *s, int64_t now_ns)
 		tx_frames(s, s->tx, s->ntx);
 		s->ntx = 0;
 	}
+}
+
+/* The owner of a frame, or s->idx for what the machine would not parse as ours. */
+static unsigned owner(const struct fe_shard *s, const struct rte_mbuf *mb)
+{
+	const uint8_t *d = rte_pktmbuf_mtod(mb, const uint8_t *);
+	uint32_t len = rte_pktmbuf_data_len(mb);
+	int o;
+
+	if (len < RTE_ETHER_HDR_LEN || d[12] != 0x08 || d[13] != 0x00 || mb->nb_segs != 1 ||
+	    !memcmp(d + 6, s->own_mac, 6))
+		return s->idx;
+	o = mfe_steer(s->m, d + RTE_ETHER_HDR_LEN, len - RTE_ETHER_HDR_LEN, s->nshards);
+	return o < 0 ? s->idx : (unsigned)o;
+}
+
+uint16_t fe_dispatch(struct fe_shard *s, struct rte_mbuf **pkts, uint16_t n)
+{
+	struct rte_mbuf *away[FE_MAX_SHARDS][FE_BURST];
+	uint16_t naway[FE_MAX_SHARDS] = {0}, keep = 0;
+
+	for (uint16_t k = 0; k < n; k++) {
+		unsigned o = owner(s, pkts[k]);
+
+		if (o == s->idx)
+			pkts[keep++] = pkts[k];  /* order kept: a flow's frames stay in sequence */
+		else
+			away[o][naway[o]++] = pkts[k];
+	}
+	for (unsigned o = 0; o < s->nshards; o++) {
+		unsigned sent;
+
+		if (!naway[o])
+			continue;
+		sent = rte_ring_mp_enqueue_burst(s->rings[o], (void **)away[o], naway[o], NULL);
+		s->steer_out += sent;
+		for (unsigned i = sent; i < naway[o]; i++)
+			rte_pktmbuf_free(away[o][i]);  /* the owner is far behind: drop, count */
+		s->steer_drop += naway[o] - sent;
+	}
+	return keep;
+}
+
+static void put(uint64_t *dst, uint64_t v) { __atomic_store_n(dst, v, __ATOMIC_RELAXED); }
+
+void fe_snapshot(struct fe_shard *s)
+{
+	const uint64_t io[FE_NIO] = {s->rx, s->rx_other, s->tx_pkts, s->tx_drop, s->tx_nombuf,
+				 s->offl_msgs, s->offl_drop, s->oversize, s->hold_timeouts,
+				 s->steer_out, s->steer_in, s->steer_drop};
+	uint32_t conns = mfe_nconns(s->m);
+
+	for (int c = 0; c < FE_NCOUNTERS; c++)
+		put(&s->snap.c[c], mfe_counter(s->m, c));
+	for (int i = 0; i < FE_NIO; i++)
+		put(&s->snap.io[i], io[i]);
+	put(&s->snap.conns, conns);
+	put(&s->snap.legs, mfe_nlegs(s->m));
+	put((uint64_t *)&s->snap.oldest_ns, conns ? (uint64_t)mfe_oldest_ns(s->m) : 0);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include "../fe/fe_config.h"
 #include "../fe/fe_machine.h"
@@ -15,9 +16,29 @@
 #define FE_TX_MAX 512   /* packets a burst may produce before the rest are counted lost */
 #define FE_HOLD_MAX 4096 /* frames held while an offload batch is being applied */
 #define FE_HOLD_NS 50000000LL /* the longest a frame waits for the controller's ack */
+#define FE_MAX_SHARDS 32  /* lcores (shards) miresga-fe runs at most */
+#define FE_RING_SIZE 4096 /* frames waiting to be handed to one shard */
+
+#define FE_NIO 12
+#define FE_IO_NAMES {"rx", "rx_other", "tx", "tx_drop", "tx_nombuf", "offload_msgs", \
+		     "offload_drop", "oversize", "hold_timeouts", "steer_out", "steer_in", \
+		     "steer_drop"}
+
+/* What the stats writer (main lcore) reads of a shard: its own lcore copies it on each
+ * drain tick with relaxed atomic stores, so no lcore ever reads another one's machine
+ * (whose tables change under it) or tears a counter. */
+struct fe_snap {
+	uint64_t c[FE_NCOUNTERS];
+	uint64_t io[FE_NIO];     /* FE_IO_NAMES order */
+	uint64_t conns, legs;
+	int64_t oldest_ns;       /* 0 when there is no connection */
+};
 
 struct fe_shard {
-	struct mfe *m;
+	struct mfe *m;            /* this shard's machine: its flow table, counters, timers */
+	unsigned idx, nshards;    /* this shard's number (= its queue), and how many there are */
+	struct rte_ring **rings;  /* one per shard: frames handed to their owner (MP enqueue,
+				   * SC dequeue) */
 	uint16_t port, queue;
 	struct rte_mempool *pool;
 	uint8_t own_mac[6], gw_mac[6];
@@ -34,7 +55,18 @@ struct fe_shard {
 	uint64_t hold_timeouts;
 	uint64_t cookie_gen;      /* last cookie-key generation applied */
 	uint64_t rx, rx_other, tx_pkts, tx_drop, tx_nombuf, offl_msgs, offl_drop, oversize;
+	uint64_t steer_out, steer_in, steer_drop; /* handed to / taken from / lost on a ring */
+	struct fe_snap snap;
 };
+
+/* Steering (more than one shard): the frames of pkts this shard owns stay in pkts (their
+ * count is returned), the others go to their owner's ring (fe_steer.h: the client
+ * endpoint decides, so both directions of a connection meet in one shard). Frames the
+ * machine cannot parse stay here: any shard drops them alike. */
+uint16_t fe_dispatch(struct fe_shard *s, struct rte_mbuf **pkts, uint16_t n);
+
+/* Copy the shard's figures into s->snap (called by the shard's own lcore). */
+void fe_snapshot(struct fe_shard *s);
 
 /* The processing stage: a burst of received frames in (they are freed), frames to send
  * in s->tx (s->ntx), offload records appended to s->offl. */

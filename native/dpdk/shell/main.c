@@ -6,10 +6,15 @@
  * One generic loop per lcore, testpmd style: rx burst -> stage(pkts, n) -> tx burst, a
  * drain timer for the machine's timers and the offload batch, and force_quit on SIGINT /
  * SIGTERM. The loop never looks inside a packet; the stage (fe_io.c) is the front-end.
- * The loop is written per lcore (one queue pair and one machine, its shard of the flow
- * table, per lcore), but main() runs one shard for now: the two directions of a
- * connection hash to different queues (see main). Idle polling backs off to short sleeps
- * so an idle front-end does not burn a core (small machines share their cores).
+ *
+ * Shards: every EAL lcore (-l / --lcores) runs one shard: its own rx/tx queue pair, its
+ * own machine (flow table, counters, timers) and its own offload socket; nothing on the
+ * packet path is shared or locked. The queues are filled by the NIC's RSS or the
+ * af_packet fanout hash, which puts the two directions of a connection (client -> VIP,
+ * backend -> client) on unrelated queues, so with several shards each frame goes to the
+ * shard that owns its client endpoint (fe_steer.h): frames that arrive elsewhere are
+ * handed over a ring (one per shard, multi-producer, single consumer). Idle polling
+ * backs off to short sleeps on every lcore so an idle front-end does not burn cores.
  *
  * Control socket (unix datagram, text): "cookie <hex16> [<hex16>]" sets the cookie keys
  * (the controller reads them from the switch), "stats" writes the stats file now, "quit".
@@ -46,9 +51,13 @@ static unsigned nshards;
 static const char *opt_config, *opt_offl, *opt_ctl, *opt_stats;
 static uint8_t gw_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 static int ctl_fd = -1;
+/* cookie keys from the control socket (main lcore) to every shard: a sequence lock --
+ * odd generation while the main lcore writes, a shard applies keys it read between two
+ * equal even generations */
 static _Atomic uint64_t cookie_gen;
 static uint8_t cookie_keys[2][8];
 static int cookie_has_prev;
+static struct rte_ring *rings[FE_MAX_SHARDS];
 
 static int64_t now_ns(void)
 {
@@ -84,8 +93,11 @@ fail:
 	return -1;
 }
 
+static uint64_t get(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
 static void write_stats(void)
 {
+	static const char *const io_names[FE_NIO] = FE_IO_NAMES;
 	char tmp[4200];
 	FILE *f;
 
@@ -97,18 +109,15 @@ static void write_stats(void)
 		return;
 	fprintf(f, "{\"written_ns\": %ld, \"shards\": [", (long)now_ns());
 	for (unsigned i = 0; i < nshards; i++) {
-		struct fe_shard *s = shards[i];
+		struct fe_snap *p = &shards[i]->snap;
 
-		fprintf(f, "%s{\"io\": {\"rx\": %lu, \"rx_other\": %lu, \"tx\": %lu, \"tx_drop\": %lu,"
-			" \"tx_nombuf\": %lu, \"offload_msgs\": %lu, \"offload_drop\": %lu,"
-			" \"oversize\": %lu, \"hold_timeouts\": %lu}, \"conns\": %u, \"legs\": %u, \"oldest_ns\": %ld,"
-			" \"machine\": {",
-			i ? ", " : "", s->rx, s->rx_other, s->tx_pkts, s->tx_drop, s->tx_nombuf,
-			s->offl_msgs, s->offl_drop, s->oversize, s->hold_timeouts, mfe_nconns(s->m), mfe_nlegs(s->m),
-			(long)(mfe_nconns(s->m) ? mfe_oldest_ns(s->m) : 0));
+		fprintf(f, "%s{\"io\": {", i ? ", " : "");
+		for (int k = 0; k < FE_NIO; k++)
+			fprintf(f, "%s\"%s\": %lu", k ? ", " : "", io_names[k], get(&p->io[k]));
+		fprintf(f, "}, \"conns\": %lu, \"legs\": %lu, \"oldest_ns\": %ld, \"machine\": {",
+			get(&p->conns), get(&p->legs), (long)get((uint64_t *)&p->oldest_ns));
 		for (int c = 0; c < FE_NCOUNTERS; c++)
-			fprintf(f, "%s\"%s\": %lu", c ? ", " : "", fe_counter_names[c],
-				mfe_counter(s->m, c));
+			fprintf(f, "%s\"%s\": %lu", c ? ", " : "", fe_counter_names[c], get(&p->c[c]));
 		fprintf(f, "}}");
 	}
 	fprintf(f, "]}\n");
@@ -123,6 +132,7 @@ static void control(void)
 	ssize_t n;
 
 	while (ctl_fd >= 0 && (n = recv(ctl_fd, msg, sizeof(msg) - 1, 0)) > 0) {
+		uint8_t keys[2][8];
 		int k;
 
 		msg[n] = 0;
@@ -130,11 +140,13 @@ static void control(void)
 		if (k >= 1) {
 			for (int i = 0; i < k; i++)
 				for (int j = 0; j < 8; j++)
-					if (sscanf(a[i] + 2 * j, "%2hhx", &cookie_keys[i][j]) != 1)
+					if (sscanf(a[i] + 2 * j, "%2hhx", &keys[i][j]) != 1)
 						k = -1;
 			if (k > 0) {
+				atomic_fetch_add(&cookie_gen, 1);  /* odd: being written */
+				memcpy(cookie_keys, keys, sizeof(keys));
 				cookie_has_prev = k == 2;
-				atomic_fetch_add(&cookie_gen, 1);
+				atomic_fetch_add(&cookie_gen, 1);  /* even: complete */
 			}
 		} else if (!strncmp(msg, "stats", 5)) {
 			write_stats();
@@ -142,6 +154,23 @@ static void control(void)
 			force_quit = 1;
 		}
 	}
+}
+
+/* New cookie keys, when the main lcore has published some (see cookie_gen). */
+static void take_cookie_keys(struct fe_shard *s)
+{
+	uint64_t g = atomic_load(&cookie_gen);
+	uint8_t keys[2][8];
+	int prev;
+
+	if (g == s->cookie_gen || (g & 1))
+		return;
+	memcpy(keys, cookie_keys, sizeof(keys));
+	prev = cookie_has_prev;
+	if (atomic_load(&cookie_gen) != g)
+		return;  /* rewritten meanwhile: next tick */
+	mfe_set_cookie_keys(s->m, keys[0], prev ? keys[1] : NULL);
+	s->cookie_gen = g;
 }
 
 /* The generic loop: it moves bursts and calls the stage; it never reads a packet. */
@@ -154,20 +183,28 @@ static int lcore_loop(void *arg)
 	int is_main = rte_lcore_id() == rte_get_main_lcore();
 
 	while (!force_quit) {
-		uint16_t n = rte_eth_rx_burst(s->port, s->queue, pkts, FE_BURST);
+		uint16_t n = rte_eth_rx_burst(s->port, s->queue, pkts, FE_BURST), kept = n;
+		unsigned got = n;
 		int64_t now = now_ns();
 
-		if (n)
-			fe_stage(s, pkts, n, now);
-		if (now - last_drain >= DRAIN_NS) {
-			uint64_t g = atomic_load(&cookie_gen);
+		if (n && s->nshards > 1)
+			kept = fe_dispatch(s, pkts, n);  /* the others' frames go to their rings */
+		if (kept)
+			fe_stage(s, pkts, kept, now);
+		if (s->nshards > 1) {
+			/* frames other shards received for this one */
+			unsigned k = rte_ring_sc_dequeue_burst(s->rings[s->idx], (void **)pkts,
+							       FE_BURST, NULL);
 
-			if (g != s->cookie_gen) {
-				mfe_set_cookie_keys(s->m, cookie_keys[0],
-						    cookie_has_prev ? cookie_keys[1] : NULL);
-				s->cookie_gen = g;
-			}
+			s->steer_in += k;
+			got += k;
+			if (k)
+				fe_stage(s, pkts, (uint16_t)k, now);
+		}
+		if (now - last_drain >= DRAIN_NS) {
+			take_cookie_keys(s);
 			fe_timers(s, now);
+			fe_snapshot(s);
 			last_drain = now;
 			if (is_main) {
 				control();
@@ -179,7 +216,7 @@ static int lcore_loop(void *arg)
 		}
 		/* offload requests go out (and are applied) before the frames they concern */
 		fe_output(s, now);
-		if (n || s->nhold) {
+		if (got || s->nhold) {
 			idle = 0;
 			sleep_us = 1;
 		} else if (++idle > IDLE_SPIN) {
@@ -188,6 +225,7 @@ static int lcore_loop(void *arg)
 				sleep_us *= 2;
 		}
 	}
+	fe_snapshot(s);  /* the final figures, for the stats written at exit */
 	return 0;
 }
 
@@ -227,6 +265,22 @@ static int parse_args(int argc, char **argv)
 	return 0;
 }
 
+/* One hand-over ring per shard: any lcore may put a frame on it, only its owner takes. */
+static int make_rings(void)
+{
+	for (unsigned i = 0; i < nshards; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "mfe_steer%u", i);
+		rings[i] = rte_ring_create(name, FE_RING_SIZE, rte_socket_id(), RING_F_SC_DEQ);
+		if (!rings[i]) {
+			fprintf(stderr, "miresga-fe: ring %s: %s\n", name, rte_strerror(rte_errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int port_init(uint16_t port, uint16_t nq, struct rte_mempool *pool)
 {
 	struct rte_eth_conf conf = {0};
@@ -235,6 +289,12 @@ static int port_init(uint16_t port, uint16_t nq, struct rte_mempool *pool)
 
 	if (r)
 		return r;
+	if (info.max_rx_queues < nq || info.max_tx_queues < nq) {
+		fprintf(stderr, "miresga-fe: port %u has %u rx / %u tx queues, %u lcores need one "
+			"pair each (af_packet vdev: qpairs=%u)\n", port, info.max_rx_queues,
+			info.max_tx_queues, nq, nq);
+		return -EINVAL;
+	}
 	if (nq > 1) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
@@ -272,15 +332,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	nshards = rte_lcore_count();
-	if (nshards > 1) {
-		/* A connection's packets arrive in two directions, (client -> VIP) and
-		 * (backend -> client): RSS or af_packet fanout hash them to different queues,
-		 * but the state lives in one shard. Until packets are steered by the client
-		 * address (a dispatch ring or rte_flow), run one shard: refuse, do not corrupt. */
-		fprintf(stderr, "miresga-fe: %u lcores given; this build runs one shard (-l <one "
-			"lcore>): multi-queue steering by client address is not implemented\n", nshards);
+	if (nshards > FE_MAX_SHARDS) {
+		fprintf(stderr, "miresga-fe: %u lcores given, at most %d\n", nshards, FE_MAX_SHARDS);
 		goto out;
 	}
+	if (nshards > 1 && (ret = make_rings()))
+		goto out;
 	/* room for a 9000-byte MTU frame in one segment: the stage takes single segments */
 	pool = rte_pktmbuf_pool_create("mfe_pool", 2048 * nshards, 128, 0,
 				       FE_FRAME_MAX + RTE_PKTMBUF_HEADROOM, rte_socket_id());
@@ -306,6 +363,9 @@ int main(int argc, char **argv)
 			goto out;
 		s->port = 0;
 		s->queue = (uint16_t)i;
+		s->idx = i;
+		s->nshards = nshards;
+		s->rings = rings;
 		s->pool = pool;
 		memcpy(s->own_mac, mac.addr_bytes, 6);
 		memcpy(s->gw_mac, gw_mac, 6);
@@ -343,6 +403,14 @@ out:
 		close(ctl_fd);
 		unlink(opt_ctl);
 	}
+	for (i = 0; i < nshards && i < FE_MAX_SHARDS; i++)
+		if (rings[i]) {
+			struct rte_mbuf *mb = NULL;
+
+			while (!rte_ring_dequeue(rings[i], (void **)&mb))
+				rte_pktmbuf_free(mb);
+			rte_ring_free(rings[i]);
+		}
 	rte_eal_cleanup();
 	return rc;
 }

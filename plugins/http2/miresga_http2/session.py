@@ -215,13 +215,9 @@ class Http2Session:
                                  event.stream_ended is not None, now)
         st = self.streams.get(getattr(event, "stream_id", 0) or 0)
         if isinstance(event, h2.events.DataReceived):
-            pad = event.flow_controlled_length - len(event.data)
-            if st is None or st.done:
-                self.client.acknowledge_received_data(event.flow_controlled_length,
-                                                      event.stream_id)
+            if not _take_data(self.client, event, st):
                 return []
-            if pad:
-                self.client.acknowledge_received_data(pad, event.stream_id)
+            assert st is not None
             st.up += event.data
             self._flush_up(st)
         elif isinstance(event, h2.events.TrailersReceived) and st is not None:
@@ -326,12 +322,9 @@ class Http2Session:
         elif isinstance(event, h2.events.InformationalResponseReceived) and st is not None:
             self._client_call(st, self.client.send_headers, st.csid, event.headers)
         elif isinstance(event, h2.events.DataReceived):
-            if st is None or st.done:
-                lg.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if not _take_data(lg.conn, event, st):
                 return []
-            pad = event.flow_controlled_length - len(event.data)
-            if pad:
-                lg.conn.acknowledge_received_data(pad, event.stream_id)
+            assert st is not None
             st.down += event.data
             self._flush_down(st)
         elif isinstance(event, h2.events.TrailersReceived) and st is not None:
@@ -602,3 +595,16 @@ class Http2Session:
 
     def _who(self) -> str:
         return f"{self.ctx.listener.name} {self.ctx.client or '?'}"
+
+
+def _take_data(conn: Any, event: Any, stream: Any) -> bool:
+    """Flow control for a DATA frame: padding never reaches the other side, so its credit
+    goes back at once; so does all of a frame for a stream that is gone (or done). Returns
+    whether the data is for a live stream."""
+    if stream is None or stream.done:
+        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        return False
+    pad = event.flow_controlled_length - len(event.data)
+    if pad:
+        conn.acknowledge_received_data(pad, event.stream_id)
+    return True
