@@ -2,7 +2,8 @@
  *
  * One process = one single-threaded epoll loop serving every listener of the plan the
  * Python master wrote. Shared structures of the worker's files:
- *   kw.c       event loop, client sessions, backend connections, timers, drain
+ *   kw.c       the process: listeners, epoll loop, signals, drain
+ *   kw_session.c  client sessions, backend connections and idle pools, timers
  *   kw_plan.c  the plan file -> listeners, pools, backends, loaded rule programs
  *   kw_ctl.c   control socket: health verdicts in, stats JSON out (worker.py's schema) */
 #ifndef KW_H
@@ -91,8 +92,20 @@ struct kw_ctl {
 void ctl_readable(struct kw_ctl *c, int64_t now);
 
 /* kw.c */
+void ep_add(int fd, void *ptr, uint32_t events);
 int64_t now_ms(void);
 void kw_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void stat_status(struct kw_stats *s, int code);
+
+/* kw_session.c: the client sessions, as the loop sees them */
+void session_accept(struct kw_listener *l, int fd, const struct sockaddr_storage *sa);
+void session_event(void *ptr, uint32_t events);    /* a client or backend socket's event */
+void session_run_queue(void);                      /* clients that had more to do */
+int session_queued(void);
+void session_sweep(int64_t now);                   /* timers */
+void session_reap(void);                           /* free what the batch closed */
+long session_count(void);
+void session_drain(void);
+void session_close_all(void);
 
 #endif /* KW_H */
