@@ -16,9 +16,9 @@ WORKERS = 2  # workers / threads of every load balancer
 # The Miresga `kernel` data plane variants of the HTTP/1.1 table: target name -> the
 # [dataplane.kernel] options it runs with (besides workers). Adding a variant is one line.
 MIRESGA_KERNEL: dict[str, dict[str, str]] = {
-    "miresga-relay": {"splice": "relay"},
-    "miresga-sockmap": {"splice": "sockmap"},
-    "miresga-native": {"engine": "native"},
+    "miresga-native": {"engine": "native"},  # what the default engine = "auto" picks here
+    "miresga-relay": {"engine": "python", "splice": "relay"},
+    "miresga-sockmap": {"engine": "python", "splice": "sockmap"},
 }
 
 # The Miresga http2 listeners of the HTTP/2 table: target name -> (terminated, the

@@ -99,6 +99,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         check_native(config, registry)  # what `serve` would refuse, refused here too
     print(f"{config.file}: OK (data plane {config.dataplane.kind})")
+    if config.dataplane.kind == "kernel":
+        from .kernel.plugin import KernelOptions, choose_engine
+
+        chosen, why = choose_engine(config, registry,
+                                    config.dataplane.options or KernelOptions())
+        print(f"engine {chosen}: {why}")
     policies = {name: (registry.policies[p.policy], p.options) for name, p in config.pools.items()}
     for listener in config.listeners:
         parser = registry.parsers[listener.protocol](max_head=listener.max_head)

@@ -133,6 +133,10 @@ def build_target(name: str, timeout: float = 300.0) -> Path:
         if shutil.which(tool) is None:
             raise BuildError(f"`{tool}` is not installed: the native kernel worker is built "
                              "from source (Debian: apt install gcc make)")
+    if not (KW_DIR / "Makefile").is_file():
+        raise BuildError(f"the native worker's sources are not here ({KW_DIR}): it is built "
+                         "from a source checkout of Miresga (pip installs carry the Python "
+                         "engine only)")
     target = Path("build") / name
     (KW_DIR / "build").mkdir(exist_ok=True)
     lock = os.open(KW_DIR / "build" / ".lock", os.O_CREAT | os.O_RDWR, 0o644)

@@ -32,10 +32,11 @@ class KernelOptions:
         SPLICE_MIN_BODY, check=lambda v: None if v >= 0 else "must be >= 0",
         doc="sockmap: responses whose Content-Length is below this are relayed in user "
             "space (measured: the kernel hop only pays off for large bodies, docs/splice.md)")
-    engine: Literal["python", "native"] = opt(
-        "python", doc="who serves requests: \"python\" = asyncio workers (every protocol), "
-                      "\"native\" = C workers (native/kernel, HTTP/1 listeners only; see "
-                      "docs/native-kernel.md)")
+    engine: Literal["auto", "python", "native"] = opt(
+        "auto", doc="who serves requests: \"python\" = asyncio workers (every protocol), "
+                    "\"native\" = C workers (native/kernel, HTTP/1 listeners only; see "
+                    "docs/native-kernel.md), \"auto\" = native when the config allows it "
+                    "(logged either way)")
     rules: Literal["c", "python", "prototype"] = opt(
         "c", doc="how requests are decided: the compiled rule program in the C VM (Python VM "
                  "when the extension is missing, logged), the Python VM, or the parser's "
@@ -48,16 +49,45 @@ class KernelDataPlane:
 
     def run(self, config: Config, pm: pluggy.PluginManager, registry: Registry) -> int:
         opts: KernelOptions = config.dataplane.options or KernelOptions()
+        engine, why = choose_engine(config, registry, opts)
+        log.info("engine %s: %s", engine, why)
         master = Master(config, registry, opts.workers, opts.uvloop, opts.splice,
-                        opts.splice_min_body, opts.engine)
+                        opts.splice_min_body, engine)
         check_bindable(config)
-        if opts.engine == "python" and master.count == 1 and config.admin.listen is None \
+        if engine == "python" and master.count == 1 and config.admin.listen is None \
                 and not _has_health(config):
             serve_worker(config, registry, None, 0, opts.uvloop, opts.splice,  # no master
                          opts.splice_min_body)
         else:
             asyncio.run(master.main())
         return 0
+
+
+def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> tuple[str, str]:
+    """The engine that serves ``config`` and why. ``auto`` takes the native workers (5-15x
+    less CPU per request, docs/native-kernel.md) unless the config asks for something only
+    the Python engine does: a listener that is not HTTP/1 or has no compiled program, a
+    policy without a compiled form, an explicit ``splice`` mode or ``rules`` other than the
+    compiled program in C -- or the worker cannot be built here."""
+    if opts.engine != "auto":
+        return opts.engine, "configured"
+    if opts.splice != "auto":
+        return "python", f"splice = {opts.splice!r} is the Python engine's"
+    if opts.rules != "c":
+        return "python", f"rules = {opts.rules!r} is the Python engine's"
+    from ..bpf.build import BuildError
+    from ..errors import ConfigError
+    from .native import build_worker, check_native
+
+    try:
+        check_native(config, registry)
+    except ConfigError as exc:
+        return "python", f"the native engine cannot serve this config ({exc})"
+    try:
+        build_worker()
+    except BuildError as exc:
+        return "python", f"the native worker is not built ({exc})"
+    return "native", "every listener is HTTP/1 with a compiled rule program"
 
 
 def _has_health(config: Config) -> bool:

@@ -1,0 +1,75 @@
+"""``engine = "auto"`` (the default): the native workers when the config allows them, the
+Python engine otherwise, with the reason (what `serve` logs and `miresga check` prints)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from miresga_core.config import parse_config
+from miresga_core.kernel.plugin import KernelOptions, choose_engine
+from miresga_core.plugins import get_plugin_manager, registry_from
+
+BASE = """
+{dataplane}
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:1"
+protocol = "{protocol}"
+default_pool = "web"
+[pools.web]
+policy = "{policy}"
+{options}
+backends = [{{ address = "127.0.0.1:2" }}, {{ address = "127.0.0.1:3" }}]
+"""
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return registry_from(get_plugin_manager())
+
+
+def _choose(registry, dataplane: str = "", protocol: str = "http1",
+            policy: str = "round-robin", options: str = "") -> tuple[str, str]:
+    text = BASE.format(dataplane=dataplane, protocol=protocol, policy=policy, options=options)
+    config = parse_config(text, registry)
+    return choose_engine(config, registry, config.dataplane.options or KernelOptions())
+
+
+def test_default_is_auto():
+    assert KernelOptions().engine == "auto"
+
+
+def test_plain_http1_config_gets_the_native_workers(registry):
+    assert _choose(registry) == ("native",
+                                 "every listener is HTTP/1 with a compiled rule program")
+
+
+@pytest.mark.parametrize(("kwargs", "reason"), [
+    ({"protocol": "http2"}, "HTTP/1 listeners only"),
+    ({"dataplane": '[dataplane.kernel]\nsplice = "sockmap"'}, "splice = 'sockmap'"),
+    ({"dataplane": '[dataplane.kernel]\nsplice = "relay"'}, "splice = 'relay'"),
+    ({"dataplane": '[dataplane.kernel]\nrules = "prototype"'}, "rules = 'prototype'"),
+    ({"policy": "consistent-hash", "options": 'options = { key = "cookie:session" }'},
+     "compiled form of the pool's policy"),
+])
+def test_what_only_the_python_engine_does_keeps_it(registry, kwargs, reason):
+    engine, why = _choose(registry, **kwargs)
+    assert engine == "python" and reason in why, why
+
+
+def test_explicit_engine_is_kept(registry):
+    assert _choose(registry, '[dataplane.kernel]\nengine = "python"') == ("python", "configured")
+
+
+def test_check_prints_the_engine(tmp_path: Path):
+    conf = tmp_path / "lb.toml"
+    conf.write_text(BASE.format(dataplane="", protocol="http2", policy="round-robin",
+                                options=""))
+    out = subprocess.run([sys.executable, "-m", "miresga_core.cli", "check", "-c", str(conf)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "engine python: the native engine cannot serve this config" in out.stdout
