@@ -99,7 +99,10 @@ def _stats(fe: FeProcess, applier: Any) -> dict[str, Any]:
                         "rx_backend": sh["machine"]["rx_backend"],
                         "cookie_ok": sh["machine"]["cookie_ok"], "rx": sh["io"]["rx"],
                         "steer_out": sh["io"]["steer_out"], "steer_in": sh["io"]["steer_in"],
-                        "steer_drop": sh["io"]["steer_drop"]} for sh in shards]}
+                        "steer_drop": sh["io"]["steer_drop"],
+                        "offload_applied": sh["io"].get("offload_applied", 0),
+                        "offload_failed": sh["io"].get("offload_failed", 0)}
+                       for sh in shards]}
 
 
 def _write(path: Path | None, stats: dict[str, Any]) -> None:
