@@ -50,7 +50,9 @@
 #define FE_FRAME_MAX 12256 /* an af_packet ring frame of 3 pages, less its header */
 #define DRAIN_NS 5000000LL         /* timers and offload batches every 5 ms at the latest */
 #define IDLE_SPIN 64               /* empty polls before the loop starts to sleep */
-#define IDLE_SLEEP_MAX_US 1000
+#ifndef IDLE_SLEEP_MAX_US
+#define IDLE_SLEEP_MAX_US 1000     /* see docs/dpdk.md, "Idle back-off" */
+#endif
 
 static volatile sig_atomic_t force_quit;
 static struct fe_shard *shards[RTE_MAX_LCORE];
