@@ -15,8 +15,8 @@
  * SIGTERM. The loop never looks inside a packet; the stage (fe_io.c) is the front-end.
  *
  * Shards: every EAL lcore (-l / --lcores) runs one shard: its own rx/tx queue pair, its
- * own machine (flow table, counters, timers) and its own offload socket; nothing on the
- * packet path is shared or locked. The queues are filled by the NIC's RSS or the
+ * own machine (flow table, counters, timers) and its own offload path (switch map fds or
+ * socket); nothing on the packet path is shared or locked. The queues are filled by the NIC's RSS or the
  * af_packet fanout hash, which puts the two directions of a connection (client -> VIP,
  * backend -> client) on unrelated queues, so with several shards each frame goes to the
  * shard that owns its client endpoint (fe_steer.h): frames that arrive elsewhere are
