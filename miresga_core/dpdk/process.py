@@ -3,7 +3,10 @@ process in a network namespace, and the two unix datagram sockets around it.
 
 * offload socket (we bind, it sends): numbered batches (u32 little-endian, then action
   records of fe_machine.h). The binary holds the frames of a batch's turn until the
-  batch number is sent back (``ack``: the switch has it) or 50 ms pass;
+  batch number is sent back (``ack``: the switch has it) or 50 ms pass. This is the
+  *channel* offload mode; with ``switch_pins`` (the XdpSwitch pin directory) the binary
+  applies its records to the switch's maps itself (*direct* mode, the default when the
+  maps open: native/dpdk/shell/fe_switch.h) and nothing arrives here;
 * control socket (it binds, we send): ``cookie <hex> [<hex>]``, ``stats``, ``quit``.
 
 The EAL runs with ``--no-huge --no-pci`` and an af_packet vdev on the given interface,
@@ -34,13 +37,15 @@ from . import build
 from .cfe import decode_actions
 from .decider import ProgramDecider
 
-__all__ = ["MAX_WORKERS", "FeProcess", "eal_lcores", "write_config"]
+__all__ = ["MAX_WORKERS", "OFFLOAD_MODES", "FeProcess", "direct_counters", "eal_lcores",
+           "write_config"]
 
 # af_packet ring: one 3-page frame per block (frames must tile the blocks exactly); the
 # shell's mbufs hold a whole ring frame (12256 bytes), so a 9000-byte MTU fits
 _RING = "framesz=12288,blocksz=12288,framecnt=256"
 log = logging.getLogger("miresga.dpdk")
 MAX_WORKERS = 32  # FE_MAX_SHARDS of native/dpdk/shell/fe_io.h
+OFFLOAD_MODES = ("auto", "direct", "channel")  # miresga-fe --offload-mode
 
 
 def eal_lcores(workers: int) -> str:
@@ -76,15 +81,34 @@ def write_config(directory: Path, config: FrontendConfig,
     return path
 
 
+# the direct-mode counters of a shard's "io" under the Python OffloadApplier's names
+_DIRECT = (("offload_applied", "offload_applied"), ("unoffload_applied", "unoffload_applied"),
+           ("offload_failed", "offload_failed"), ("batches", "offload_batches"))
+
+
+def direct_counters(stats: Mapping[str, Any]) -> dict[str, int]:
+    """The direct-mode offload counters of a stats file, summed over the shards."""
+    shards = stats.get("shards", [])
+    return {k: sum(sh["io"].get(io, 0) for sh in shards) for k, io in _DIRECT}
+
+
 class FeProcess:
     """miresga-fe on ``iface`` (inside ``netns`` when given), ``workers`` lcores: one shard
-    each, on its own queue pair of the af_packet vdev (``qpairs``)."""
+    each, on its own queue pair of the af_packet vdev (``qpairs``). ``switch_pins``: the
+    switch's pin directory, for direct offloads (``offload_mode``: auto = direct when the
+    maps open, else the channel)."""
 
     def __init__(self, run_dir: Path, iface: str, *, netns: str | None = None,
                  gateway_mac: str = "ff:ff:ff:ff:ff:ff", workers: int = 1,
-                 eal_extra: Sequence[str] = (), asan: bool = False) -> None:
+                 eal_extra: Sequence[str] = (), asan: bool = False,
+                 switch_pins: Path | None = None, offload_mode: str = "auto") -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 1..{MAX_WORKERS}, got {workers}")
+        if offload_mode not in OFFLOAD_MODES:
+            raise ValueError(f"offload_mode must be one of {', '.join(OFFLOAD_MODES)}, "
+                             f"got {offload_mode!r}")
+        self.switch_pins = None if switch_pins is None else Path(switch_pins).resolve()
+        self.offload_mode = offload_mode
         self.run_dir = run_dir
         self.iface = iface
         self.netns = netns
@@ -133,7 +157,9 @@ class FeProcess:
                 "--log-level=lib.eal:notice", *self.eal_extra, "--",
                 "--config", str(config_file), "--offload-socket", str(self.offload_path),
                 "--ctl-socket", str(self.ctl_path), "--gateway-mac", self.gateway_mac,
-                "--stats", str(self.stats_path)]
+                "--stats", str(self.stats_path), "--offload-mode", self.offload_mode]
+        if self.switch_pins is not None:
+            argv += ["--switch-pins", str(self.switch_pins)]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         env = dict(os.environ)
@@ -193,6 +219,14 @@ class FeProcess:
             return dict(json.loads(self.stats_path.read_text()))
         except (OSError, ValueError):
             return {}
+
+    def offload_mode_used(self) -> str:
+        """What the binary chose: "direct", "channel" or "none" ("" before its first
+        stats file)."""
+        return str(self.stats().get("offload_mode", ""))
+
+    def direct_counters(self) -> dict[str, int]:
+        return direct_counters(self.stats())
 
     def machine_counters(self) -> dict[str, int]:
         total: dict[str, int] = {}

@@ -5,9 +5,12 @@
 This process is the controller's hand next to ``miresga-fe``: it compiles the listeners'
 rule programs and writes the binary's configuration (VIP parameters from the switch),
 starts the binary on the front-end's interface (af_packet vdev, --no-huge --no-pci),
-applies the offload batches the binary sends to the switch (``OffloadApplier``, the same
-as the Python front-end), keeps the cookie secrets in step with the switch, and writes
-the stats file in the Python front-end's shape. Packets never pass through it.
+keeps the cookie secrets in step with the switch, and writes the stats file in the Python
+front-end's shape. Packets never pass through it. Offloads: the binary applies them to
+the switch's pinned maps itself (direct mode, the default: every keep-alive request is
+re-spliced, so a hop through this process would sit in every request's path); only when
+the maps do not open, or with ``--offload-mode channel``, does it send them here and this
+process applies them (``OffloadApplier``, as the Python front-end) and acks.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from ..frontend.run import add_process_args
 from ..plugins import get_plugin_manager, registry_from
 from .build import BuildError
 from .decider import ProgramDecider
-from .process import MAX_WORKERS, FeProcess, write_config
+from .process import MAX_WORKERS, OFFLOAD_MODES, FeProcess, direct_counters, write_config
 
 __all__ = ["build_config", "main"]
 
@@ -69,6 +72,16 @@ def build_config(config_path: str, switch: Any, agent_keys: tuple[bytes | None, 
     return fc, deciders
 
 
+def _offload_stats(raw: dict[str, Any], applier: Any) -> dict[str, Any]:
+    """The offload counters of both paths (one of them stays zero) and their sum under the
+    Python front-end's names."""
+    direct = direct_counters(raw)
+    channel = dict(applier.counters)
+    total = {k: direct.get(k, 0) + channel.get(k, 0) for k in {*direct, *channel}}
+    return {"offload": total, "offload_direct": direct, "offload_channel": channel,
+            "offload_mode": raw.get("offload_mode", "")}
+
+
 def _stats(fe: FeProcess, applier: Any) -> dict[str, Any]:
     raw = fe.stats()
     shards = raw.get("shards", [])
@@ -78,7 +91,7 @@ def _stats(fe: FeProcess, applier: Any) -> dict[str, Any]:
             io[k] = io.get(k, 0) + v
     oldest = [sh["oldest_ns"] for sh in shards if sh.get("conns")]
     return {"frontend": "dpdk", "shell": io, "machine": fe.machine_counters(),
-            "offload": dict(applier.counters), "conns": sum(sh["conns"] for sh in shards),
+            **_offload_stats(raw, applier), "conns": sum(sh["conns"] for sh in shards),
             "legs": sum(sh["legs"] for sh in shards), "oldest_ns": min(oldest, default=None),
             "written_ns": raw.get("written_ns", 0),
             # per lcore (shard): who carried the flows, and the steering hand-offs
@@ -86,7 +99,10 @@ def _stats(fe: FeProcess, applier: Any) -> dict[str, Any]:
                         "rx_backend": sh["machine"]["rx_backend"],
                         "cookie_ok": sh["machine"]["cookie_ok"], "rx": sh["io"]["rx"],
                         "steer_out": sh["io"]["steer_out"], "steer_in": sh["io"]["steer_in"],
-                        "steer_drop": sh["io"]["steer_drop"]} for sh in shards]}
+                        "steer_drop": sh["io"]["steer_drop"],
+                        "offload_applied": sh["io"].get("offload_applied", 0),
+                        "offload_failed": sh["io"].get("offload_failed", 0)}
+                       for sh in shards]}
 
 
 def _write(path: Path | None, stats: dict[str, Any]) -> None:
@@ -125,6 +141,10 @@ def serve(fe: FeProcess, switch: Any, applier: Any, stats_file: Path | None,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="miresga-frontend-dpdk", description=__doc__)
     add_process_args(ap)
+    ap.add_argument("--offload-mode", choices=OFFLOAD_MODES, default="auto",
+                    help="direct: the binary writes the switch's offload maps itself; "
+                         "channel: it sends them to this process; auto: direct when the "
+                         "maps open")
     args = ap.parse_args(argv)
     if not 1 <= args.workers <= MAX_WORKERS:
         print(f"miresga-frontend-dpdk: --workers must be 1..{MAX_WORKERS}", file=sys.stderr)
@@ -150,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = base / f"dpdk-{args.netns or 'host'}-{os.getpid()}"
     secrets = switch_secrets(switch) or CookieSecrets.generate()
     conf = write_config(run_dir, fc, deciders, secrets)
-    fe = FeProcess(run_dir, args.iface, gateway_mac=args.gateway_mac, workers=args.workers)
+    fe = FeProcess(run_dir, args.iface, gateway_mac=args.gateway_mac, workers=args.workers,
+                   switch_pins=Path(args.pin_dir), offload_mode=args.offload_mode)
     applier = OffloadApplier(switch)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     fe.start(conf)
-    log.info("C/DPDK front-end on %s (%s): VIPs %s", args.iface, args.netns or "-",
-             ", ".join(map(str, fc.vips)))
+    log.info("C/DPDK front-end on %s (%s): VIPs %s; offloads: %s", args.iface,
+             args.netns or "-", ", ".join(map(str, fc.vips)), fe.offload_mode_used())
     try:
         serve(fe, switch, applier, args.stats_file, args.stop_file)
     finally:

@@ -75,4 +75,12 @@ def test_many_connections_use_both_lcores_and_the_ring(lab: xdplab.XdpLab) -> No
     taken = sum(a["steer_in"] - b["steer_in"] for a, b in zip(after, before, strict=True))
     assert handed > 0 and taken > 0, after
     assert all(a["steer_drop"] == 0 for a in after), after
+    # every lcore wrote its own flows' offloads to the switch maps (direct mode), none
+    # went through the Python applier
+    applied = [a["offload_applied"] - b["offload_applied"]
+               for a, b in zip(after, before, strict=True)]
+    assert all(n > 0 for n in applied) and all(a["offload_failed"] == 0 for a in after), after
+    stats = lab.fe_stats(0)
+    assert stats["offload_mode"] == "direct", stats
+    assert stats["offload_channel"].get("offload_applied", 0) == 0, stats
     print(f"wrk: {out.splitlines()[-2]}; lcores after: {after}")

@@ -84,6 +84,12 @@ def test_miresga_serve_xdp_with_dpdk_frontend(tmp_path: Path) -> None:
         m = stats["machine"]
         assert m["cookie_ok"] >= 7 and m["synack_ok"] >= 7 and m["offload"] >= 7
         assert stats["offload"].get("offload_applied", 0) >= 7
+        # applied by miresga-fe itself (direct mode), none through the Python applier
+        assert stats["offload_mode"] == "direct"
+        assert stats["offload_direct"]["offload_applied"] >= 7
+        assert stats["offload_direct"]["offload_failed"] == 0
+        assert stats["offload_channel"].get("offload_applied", 0) == 0
+        assert stats["shell"]["offload_msgs"] == 0 and stats["shell"]["hold_timeouts"] == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

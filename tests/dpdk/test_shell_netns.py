@@ -1,7 +1,9 @@
 """miresga-fe (DPDK, af_packet vdev, --no-huge --no-pci) in a network namespace: the
 frames it sends for a generated session are the reference machine's packets, byte for
-byte, its offload datagrams are the reference's offload requests, it does not burn a
-core while idle, and it exits cleanly on SIGTERM.
+byte, its offload datagrams are the reference's offload requests (channel mode) or its
+own writes to a real switch's maps leave them as the reference's requests applied by the
+Python OffloadApplier would (direct mode), it does not burn a core while idle, and it
+exits cleanly on SIGTERM.
 
 Topology: namespace mrd-f<tag> holds one veth end, driven by miresga-fe; namespace
 mrd-s<tag> holds the other end, where the test plays clients and backends (and the
@@ -160,21 +162,70 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.parametrize("workers,asan", [(1, False), (2, False), (2, True)],
-                         ids=["1-lcore", "2-lcores", "2-lcores-asan"])
-def test_dpdk_frontend_matches_reference_on_the_wire(lab, registry, tmp_path, workers, asan):
+TRACE_BACKENDS = ["10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.2.4"]  # tracegen.CONFIG, :8080
+
+
+@contextlib.contextmanager
+def switches(tmp_path: Path) -> Iterator[tuple[object, object]]:
+    """Two loaded XDP switches knowing the trace's backends: one pinned for miresga-fe
+    (direct mode), one for the Python OffloadApplier (the reference). The pins live on a
+    bpffs mounted under tmp_path: ``ip netns exec`` remounts /sys, which hides
+    /sys/fs/bpf from the binary."""
+    from miresga_core.bpf.bpffs import ensure_bpffs
+    from miresga_core.dataplane.xdp import XdpSwitch
+
+    fs = tmp_path / "bpffs"
+    ensure_bpffs(fs)
+    try:
+        c_sw = XdpSwitch.load(pin_dir=fs / "sw")
+        try:
+            ref_sw = XdpSwitch.load()
+            try:
+                for sw in (c_sw, ref_sw):
+                    for i, host in enumerate(TRACE_BACKENDS):
+                        sw.set_backend(i + 1, host, 8080)
+                yield c_sw, ref_sw
+            finally:
+                ref_sw.close()
+        finally:
+            c_sw.close()
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=False, timeout=10)
+
+
+def _offload_maps(sw) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    from miresga_core.dataplane import names
+    return (dict(sw.maps[names.OFFLOAD].items(None)),
+            dict(sw.maps[names.OFFLOAD_REV].items(None)))
+
+
+@pytest.mark.parametrize("workers,asan,direct", [
+    (1, False, False), (2, False, False), (2, True, False), (1, False, True),
+    (2, True, True)],
+    ids=["1-lcore", "2-lcores", "2-lcores-asan", "1-lcore-direct", "2-lcores-asan-direct"])
+def test_dpdk_frontend_matches_reference_on_the_wire(lab, registry, tmp_path, workers, asan,
+                                                     direct):
     """With 2 workers (lcores, shards) every frame is still the reference's: the shard
-    that owns the flow answers, wherever the fanout put the packet. The asan case runs
-    the binary built with ASan + UBSan (shell, steering, rings, machine, VM), which
-    aborts at the first error: the exit code says."""
+    that owns the flow answers, wherever the fanout put the packet. The asan cases run
+    the binary built with ASan + UBSan (shell, steering, rings, machine, VM, direct
+    offload), which aborts at the first error: the exit code says."""
     if not build.dpdk_available():
         pytest.skip("DPDK development files missing (libdpdk-dev)")
+    with contextlib.ExitStack() as stack:
+        sws = stack.enter_context(switches(tmp_path)) if direct else None
+        _run_wire(lab, registry, tmp_path, workers, asan, sws)
+
+
+def _run_wire(lab, registry, tmp_path, workers, asan, sws) -> None:
     secrets = CookieSecrets(COOKIE_KEY)
     conf = write_config(tmp_path / "cfg", _cfg(), {VIP: tracegen.decider(registry)}, secrets)
     fe = FeProcess(tmp_path / "run", lab["fe_if"], netns=lab["fe_ns"],
-                   gateway_mac=lab["sw_mac"], workers=workers, asan=asan)
+                   gateway_mac=lab["sw_mac"], workers=workers, asan=asan,
+                   switch_pins=sws[0].pin_dir if sws else None,
+                   offload_mode="direct" if sws else "channel")
     fe.start(conf)
     try:
+        assert fe.offload_mode_used() == ("direct" if sws else "channel"), fe.log()
         with in_netns(lab["sw_ns"]):
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
         sock.bind((lab["sw_if"], 0x0800))
@@ -195,7 +246,22 @@ def test_dpdk_frontend_matches_reference_on_the_wire(lab, registry, tmp_path, wo
         assert wire.sent >= 250 and wire.frames_ok >= 50
         time.sleep(0.1)
         wire.offloads_got += fe.offloads()
-        if workers == 1:
+        if sws:
+            # nothing came over the channel; the switch maps hold what the reference's
+            # requests, applied by the Python OffloadApplier, leave (offloads of one
+            # flow stay in its shard, so per-flow order is kept across shards)
+            from miresga_core.frontend.shell import OffloadApplier
+            assert wire.offloads_got == [] and wire.offloads_want
+            applier = OffloadApplier(sws[1])
+            applier.apply(wire.offloads_want)
+            fe.control("stats")
+            time.sleep(0.2)
+            direct = fe.direct_counters()
+            assert _offload_maps(sws[0]) == _offload_maps(sws[1])
+            assert direct["offload_applied"] == applier.counters["offload_applied"] > 0
+            assert direct["unoffload_applied"] == applier.counters["unoffload_applied"]
+            assert direct["offload_failed"] == applier.counters["offload_failed"] == 0
+        elif workers == 1:
             assert wire.offloads_got == wire.offloads_want and wire.offloads_want
         else:  # each shard has its own offload socket: order across them is not kept
             assert Counter(wire.offloads_got) == Counter(wire.offloads_want)
@@ -229,3 +295,25 @@ def test_dpdk_frontend_matches_reference_on_the_wire(lab, registry, tmp_path, wo
         print(fe.log())
     assert rc == 0
     assert "Sanitizer" not in fe.log() and "runtime error" not in fe.log()
+
+
+def test_switch_maps_that_do_not_open(lab, registry, tmp_path):
+    """auto: said in the log, offloads go over the channel; direct: a clear error, exit."""
+    if not build.dpdk_available():
+        pytest.skip("DPDK development files missing (libdpdk-dev)")
+    conf = write_config(tmp_path / "cfg", _cfg(), {VIP: tracegen.decider(registry)},
+                        CookieSecrets(COOKIE_KEY))
+    nowhere = tmp_path / "no-pins"
+    fe = FeProcess(tmp_path / "run", lab["fe_if"], netns=lab["fe_ns"],
+                   gateway_mac=lab["sw_mac"], switch_pins=nowhere)
+    fe.start(conf)
+    try:
+        assert fe.offload_mode_used() == "channel"
+        assert f"switch maps do not open ({nowhere}/offload: No such file" in fe.log()
+    finally:
+        assert fe.stop() == 0
+    fe = FeProcess(tmp_path / "run2", lab["fe_if"], netns=lab["fe_ns"],
+                   gateway_mac=lab["sw_mac"], switch_pins=nowhere, offload_mode="direct")
+    with pytest.raises(RuntimeError, match=f"direct offload: {nowhere}/offload: No such"):
+        fe.start(conf)
+    assert not fe.alive()

@@ -70,6 +70,13 @@ def test_curl_gets_correct_answers(lab: XdpLab) -> None:
     assert r.stdout == (lab.www / "1k").read_bytes() + (lab.www / "1m").read_bytes()
     settle()
     assert fe_total(lab, "offload") >= 2 and fe_total(lab, "offload_applied", "offload") >= 2
+    for s in lab.ctl.frontend_stats().values():
+        if s.get("frontend") == "dpdk":  # the C front-end writes the switch's maps itself
+            assert s["offload_mode"] == "direct", s
+            assert s["offload_channel"].get("offload_applied", 0) == 0, s
+            assert s["shell"]["offload_msgs"] == 0, s
+    if any(s.get("frontend") == "dpdk" for s in lab.ctl.frontend_stats().values()):
+        assert fe_total(lab, "offload_applied", "offload_direct") >= 2
 
 
 def test_keepalive_requests_routed_per_request(lab: XdpLab) -> None:

@@ -92,6 +92,14 @@ void fe_flush_offloads(struct fe_shard *s)
 {
 	uint32_t seq = s->offl_seq + 1;
 
+	if (s->direct) {
+		/* synchronous: when this returns the switch has every entry (or the record is
+		 * counted failed and its flow stays with the front-end), so nothing waits */
+		if (s->offl_len)
+			fe_switch_apply(&s->sw, s->offl + 4, s->offl_len, &s->sw_counts);
+		s->offl_len = 0;
+		return;
+	}
 	if (!s->offl_len || s->offl_fd < 0) {
 		s->offl_len = 0;
 		return;
@@ -219,7 +227,9 @@ void fe_snapshot(struct fe_shard *s)
 {
 	const uint64_t io[FE_NIO] = {s->rx, s->rx_other, s->tx_pkts, s->tx_drop, s->tx_nombuf,
 				 s->offl_msgs, s->offl_drop, s->oversize, s->hold_timeouts,
-				 s->steer_out, s->steer_in, s->steer_drop};
+				 s->steer_out, s->steer_in, s->steer_drop,
+				 s->sw_counts.offload_applied, s->sw_counts.unoffload_applied,
+				 s->sw_counts.offload_failed, s->sw_counts.batches};
 	uint32_t conns = mfe_nconns(s->m);
 
 	for (int c = 0; c < FE_NCOUNTERS; c++)

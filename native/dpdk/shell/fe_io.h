@@ -11,6 +11,7 @@
 
 #include "../fe/fe_config.h"
 #include "../fe/fe_machine.h"
+#include "fe_switch.h"
 
 #define FE_BURST 32
 #define FE_TX_MAX 512   /* packets a burst may produce before the rest are counted lost */
@@ -19,10 +20,11 @@
 #define FE_MAX_SHARDS 32  /* lcores (shards) miresga-fe runs at most */
 #define FE_RING_SIZE 4096 /* frames waiting to be handed to one shard */
 
-#define FE_NIO 12
+#define FE_NIO 16
 #define FE_IO_NAMES {"rx", "rx_other", "tx", "tx_drop", "tx_nombuf", "offload_msgs", \
 		     "offload_drop", "oversize", "hold_timeouts", "steer_out", "steer_in", \
-		     "steer_drop"}
+		     "steer_drop", "offload_applied", "unoffload_applied", "offload_failed", \
+		     "offload_batches"}
 
 /* What the stats writer (main lcore) reads of a shard: its own lcore copies it on each
  * drain tick with relaxed atomic stores, so no lcore ever reads another one's machine
@@ -46,6 +48,10 @@ struct fe_shard {
 	uint16_t ntx;
 	uint8_t offl[4 + 65000];  /* u32 batch number, then the records of the next batch */
 	uint32_t offl_len;        /* record bytes after the batch number */
+	int direct;               /* offloads applied to the switch's maps here (sw), not
+				   * sent to the controller */
+	struct fe_switch sw;      /* this shard's own fds of the switch maps (direct mode) */
+	struct fe_switch_counts sw_counts;
 	int offl_fd;              /* unix datagram socket to the controller, or -1 */
 	char offl_path[108];      /* where it is bound (acks come back there) */
 	uint32_t offl_seq, offl_acked; /* last batch sent / last batch the controller applied */
@@ -75,10 +81,12 @@ void fe_stage(struct fe_shard *s, struct rte_mbuf **pkts, uint16_t n, int64_t no
 /* Timers of the machine; outputs as in fe_stage. */
 void fe_timers(struct fe_shard *s, int64_t now_ns);
 
-/* Send the waiting offload records to the controller as one datagram. */
+/* Apply the waiting offload records to the switch (direct mode), or send them to the
+ * controller as one datagram (channel mode). */
 void fe_flush_offloads(struct fe_shard *s);
 
-/* The end of a loop turn: offload batch out, then frames out -- but frames produced while
+/* The end of a loop turn: offload batch out, then frames out. Direct mode applies the
+ * batch synchronously, so the frames go at once. In channel mode frames produced while
  * a batch is not yet applied by the controller are held (in order) until its ack or
  * FE_HOLD_NS: the switch must know a new backend leg before the packets that open it
  * leave, as in the Python shell, or the client's ACKs still reach the old backend,

@@ -1,15 +1,22 @@
 /* main.c -- miresga-fe: the C front-end on DPDK.
  *
  *   miresga-fe <EAL args> -- --config FILE [--offload-socket PATH] [--ctl-socket PATH]
- *              [--gateway-mac MAC] [--stats FILE]
+ *              [--gateway-mac MAC] [--stats FILE] [--switch-pins DIR]
+ *              [--offload-mode auto|direct|channel]
+ *
+ * Offloads: with --switch-pins (the XdpSwitch pin directory) every shard opens the
+ * switch's offload maps itself and applies its offload records there, synchronously
+ * (direct mode, fe_switch.h); otherwise they go as numbered batches over the offload
+ * socket to the controller, which applies them and acks (channel mode). auto (default):
+ * direct when the maps open, else channel; direct: the maps must open, or exit 1.
  *
  * One generic loop per lcore, testpmd style: rx burst -> stage(pkts, n) -> tx burst, a
  * drain timer for the machine's timers and the offload batch, and force_quit on SIGINT /
  * SIGTERM. The loop never looks inside a packet; the stage (fe_io.c) is the front-end.
  *
  * Shards: every EAL lcore (-l / --lcores) runs one shard: its own rx/tx queue pair, its
- * own machine (flow table, counters, timers) and its own offload socket; nothing on the
- * packet path is shared or locked. The queues are filled by the NIC's RSS or the
+ * own machine (flow table, counters, timers) and its own offload path (switch map fds or
+ * socket); nothing on the packet path is shared or locked. The queues are filled by the NIC's RSS or the
  * af_packet fanout hash, which puts the two directions of a connection (client -> VIP,
  * backend -> client) on unrelated queues, so with several shards each frame goes to the
  * shard that owns its client endpoint (fe_steer.h): frames that arrive elsewhere are
@@ -43,12 +50,17 @@
 #define FE_FRAME_MAX 12256 /* an af_packet ring frame of 3 pages, less its header */
 #define DRAIN_NS 5000000LL         /* timers and offload batches every 5 ms at the latest */
 #define IDLE_SPIN 64               /* empty polls before the loop starts to sleep */
-#define IDLE_SLEEP_MAX_US 1000
+#ifndef IDLE_SLEEP_MAX_US
+#define IDLE_SLEEP_MAX_US 1000     /* see docs/dpdk.md, "Idle back-off" */
+#endif
 
 static volatile sig_atomic_t force_quit;
 static struct fe_shard *shards[RTE_MAX_LCORE];
 static unsigned nshards;
-static const char *opt_config, *opt_offl, *opt_ctl, *opt_stats;
+static const char *opt_config, *opt_offl, *opt_ctl, *opt_stats, *opt_pins;
+enum { MODE_AUTO, MODE_DIRECT, MODE_CHANNEL };
+static int opt_mode = MODE_AUTO;
+static int direct;  /* the mode chosen: 1 direct, 0 channel (or no offloads at all) */
 static uint8_t gw_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 static int ctl_fd = -1;
 /* cookie keys from the control socket (main lcore) to every shard: a sequence lock --
@@ -107,7 +119,8 @@ static void write_stats(void)
 	f = fopen(tmp, "w");
 	if (!f)
 		return;
-	fprintf(f, "{\"written_ns\": %ld, \"shards\": [", (long)now_ns());
+	fprintf(f, "{\"written_ns\": %ld, \"offload_mode\": \"%s\", \"shards\": [",
+		(long)now_ns(), direct ? "direct" : opt_offl ? "channel" : "none");
 	for (unsigned i = 0; i < nshards; i++) {
 		struct fe_snap *p = &shards[i]->snap;
 
@@ -240,7 +253,8 @@ static int parse_args(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"config", required_argument, 0, 'c'}, {"offload-socket", required_argument, 0, 'o'},
 		{"ctl-socket", required_argument, 0, 'k'}, {"gateway-mac", required_argument, 0, 'g'},
-		{"stats", required_argument, 0, 's'}, {0, 0, 0, 0},
+		{"stats", required_argument, 0, 's'}, {"switch-pins", required_argument, 0, 'p'},
+		{"offload-mode", required_argument, 0, 'm'}, {0, 0, 0, 0},
 	};
 	int c;
 
@@ -250,6 +264,18 @@ static int parse_args(int argc, char **argv)
 		case 'o': opt_offl = optarg; break;
 		case 'k': opt_ctl = optarg; break;
 		case 's': opt_stats = optarg; break;
+		case 'p': opt_pins = optarg; break;
+		case 'm':
+			if (!strcmp(optarg, "auto"))
+				opt_mode = MODE_AUTO;
+			else if (!strcmp(optarg, "direct"))
+				opt_mode = MODE_DIRECT;
+			else if (!strcmp(optarg, "channel"))
+				opt_mode = MODE_CHANNEL;
+			else
+				return fprintf(stderr, "miresga-fe: bad --offload-mode %s (auto, direct "
+					       "or channel)\n", optarg), -1;
+			break;
 		case 'g':
 			if (parse_mac(optarg, gw_mac))
 				return fprintf(stderr, "miresga-fe: bad --gateway-mac %s\n", optarg), -1;
@@ -260,6 +286,8 @@ static int parse_args(int argc, char **argv)
 	}
 	if (!opt_config)
 		return fprintf(stderr, "miresga-fe: --config is required\n"), -1;
+	if (opt_mode == MODE_DIRECT && !opt_pins)
+		return fprintf(stderr, "miresga-fe: --offload-mode direct needs --switch-pins\n"), -1;
 	if (opt_offl && strlen(opt_offl) + 5 > sizeof(((struct sockaddr_un *)0)->sun_path))
 		return fprintf(stderr, "miresga-fe: --offload-socket path too long\n"), -1;
 	return 0;
@@ -278,6 +306,55 @@ static int make_rings(void)
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/* Direct or channel mode (see the top): a probe open of the switch maps decides. */
+static int choose_offload_mode(void)
+{
+	struct fe_switch sw;
+	char err[256];
+
+	if (opt_mode == MODE_CHANNEL || !opt_pins) {
+		direct = 0;
+	} else if (fe_switch_open(&sw, opt_pins, err, sizeof(err))) {
+		if (opt_mode == MODE_DIRECT)
+			return fprintf(stderr, "miresga-fe: direct offload: %s\n", err), -1;
+		fprintf(stderr, "miresga-fe: switch maps do not open (%s): offloads go over the "
+			"channel\n", err);
+		direct = 0;
+	} else {
+		fe_switch_close(&sw);
+		direct = 1;
+	}
+	fprintf(stderr, "miresga-fe: offloads: %s%s\n", direct ? "direct, maps under " :
+		opt_offl ? "channel " : "none (no switch pins, no offload socket)",
+		direct ? opt_pins : opt_offl ? opt_offl : "");
+	return 0;
+}
+
+/* A shard's own offload path: its switch map fds (direct) or its bound socket. */
+static int shard_offload(struct fe_shard *s)
+{
+	char err[256];
+
+	s->sw = (struct fe_switch){-1, -1, -1, -1};
+	s->offl_fd = -1;
+	if (direct) {
+		if (fe_switch_open(&s->sw, opt_pins, err, sizeof(err)))
+			return fprintf(stderr, "miresga-fe: direct offload: %s\n", err), -1;
+		s->direct = 1;
+		return 0;
+	}
+	if (!opt_offl)
+		return 0;
+	/* each shard binds <offload socket>.<queue> so the controller can answer (acks);
+	 * a path, not an abstract address: those do not cross network namespaces */
+	snprintf(s->offl_path, sizeof(s->offl_path), "%s.%u", opt_offl, s->idx);
+	s->offl_fd = unix_dgram(s->offl_path, opt_offl);
+	if (s->offl_fd < 0)
+		return fprintf(stderr, "miresga-fe: offload socket %s: %s\n", opt_offl,
+			       strerror(errno)), -1;
 	return 0;
 }
 
@@ -352,6 +429,8 @@ int main(int argc, char **argv)
 	rte_eth_macaddr_get(0, &mac);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	if (choose_offload_mode())
+		goto out;
 	if (opt_ctl && (ctl_fd = unix_dgram(opt_ctl, NULL)) < 0) {
 		fprintf(stderr, "miresga-fe: control socket %s: %s\n", opt_ctl, strerror(errno));
 		goto out;
@@ -369,15 +448,9 @@ int main(int argc, char **argv)
 		s->pool = pool;
 		memcpy(s->own_mac, mac.addr_bytes, 6);
 		memcpy(s->gw_mac, gw_mac, 6);
-		/* each shard binds <offload socket>.<queue> so the controller can answer (acks);
-		 * a path, not an abstract address: those do not cross network namespaces */
-		snprintf(s->offl_path, sizeof(s->offl_path), "%s.%u", opt_offl ? opt_offl : "", i);
-		s->offl_fd = opt_offl ? unix_dgram(s->offl_path, opt_offl) : -1;
-		if (opt_offl && s->offl_fd < 0) {
-			fprintf(stderr, "miresga-fe: offload socket %s: %s\n", opt_offl, strerror(errno));
+		shards[i++] = s;  /* before the offload path: freed on the way out if it fails */
+		if (shard_offload(s))
 			goto out;
-		}
-		shards[i++] = s;
 	}
 	fprintf(stderr, "miresga-fe: %u shard(s) on port 0, running\n", nshards);
 	i = 0;
@@ -393,6 +466,7 @@ out:
 	for (i = 0; i < nshards; i++)
 		if (shards[i]) {
 			mfe_free(shards[i]->m);
+			fe_switch_close(&shards[i]->sw);
 			if (shards[i]->offl_fd >= 0) {
 				close(shards[i]->offl_fd);
 				unlink(shards[i]->offl_path);
