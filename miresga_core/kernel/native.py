@@ -26,9 +26,7 @@ With ``[dataplane.kernel] engine = "native"`` the Python master stays the contro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..bpf.build import REPO_ROOT, BuildError
+from ..bpf.build import REPO_ROOT, BuildError, make_target
 from ..bytecode.compiler import CompileError, compile_listener
 from ..bytecode.program import decode, encode
 from ..config import Config
@@ -129,27 +127,13 @@ def build_worker(asan: bool = False, timeout: float = 300.0) -> Path:
 
 def build_target(name: str, timeout: float = 300.0) -> Path:
     """``make -C native/kernel build/<name>`` (serialised by a lock); returns the path."""
-    for tool in ("make", "cc"):
-        if shutil.which(tool) is None:
-            raise BuildError(f"`{tool}` is not installed: the native kernel worker is built "
-                             "from source (Debian: apt install gcc make)")
     if not (KW_DIR / "Makefile").is_file():
         raise BuildError(f"the native worker's sources are not here ({KW_DIR}): it is built "
                          "from a source checkout of Miresga (pip installs carry the Python "
                          "engine only)")
-    target = Path("build") / name
-    (KW_DIR / "build").mkdir(exist_ok=True)
-    lock = os.open(KW_DIR / "build" / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = subprocess.run(["make", "-s", "-C", str(KW_DIR), str(target)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    finally:
-        os.close(lock)
-    if proc.returncode != 0:
-        raise BuildError(f"building native/kernel/{target} failed (make exit "
-                         f"{proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
-    return KW_DIR / target
+    return make_target(KW_DIR, Path("build") / name, ("make", "cc"),
+                       "the native kernel worker is built from source (Debian: apt install "
+                       "gcc make)", timeout)
 
 
 def _q(text: str) -> str:
