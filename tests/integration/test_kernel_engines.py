@@ -119,6 +119,18 @@ class RawBackend:
         self.sock.close()
 
 
+def _read_to_close(sock: socket.socket, seconds: float = 5) -> bytes:
+    """What the peer sends until it closes, or until ``seconds`` pass (never hangs)."""
+    out = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 @pytest.fixture(scope="module", params=ENGINES)
 def env(request):
     state: dict[str, Callable[[int], tuple[bytes, bool]]] = {
@@ -179,13 +191,7 @@ def test_pipelined_requests_are_answered_in_order(env):
     data += f"GET {paths[-1]} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
     with socket.create_connection((lb.host, lb.port), timeout=5) as sock:
         sock.sendall(data)
-        out = b""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = _read_to_close(sock)
     got = [line.split(b" ")[1].split(b"=")[1].decode()
            for line in out.split(b"\n") if line.startswith(b"backend=")]
     assert got == paths, out[-500:]
@@ -307,13 +313,7 @@ def test_client_close_is_said_in_the_response(env):
         state["reply"] = lambda n, r=reply: (r, False)
         with socket.create_connection((lb.host, lb.port), timeout=5) as sock:
             sock.sendall(b"GET /raw/c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            out = b""
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
+            out = _read_to_close(sock)
         head = out.split(b"\r\n\r\n")[0].lower()
         assert out.endswith(b"\r\n\r\nabc"), out  # and the connection was closed
         if engine == "native":  # python forwards the client's header: the backend says
@@ -403,13 +403,7 @@ def test_bad_chunked_request_body_is_400(env):
     with socket.create_connection((lb.host, lb.port), timeout=5) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"zz\r\nhello\r\n0\r\n\r\n")
-        out = b""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = _read_to_close(sock)
     assert b"400 Bad Request" in out
 
 
