@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import cookie
 from . import names
-from .schema import LB_BUCKETS, OffloadModeId, table
+from .schema import LB_BUCKETS, Kind, OffloadModeId, table
 
 __all__ = ["SwitchDriver", "rebalance"]
 
@@ -73,6 +73,10 @@ class SwitchDriver(ABC):
     @abstractmethod
     def read(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """The parameters stored under ``key``, or None."""
+
+    @abstractmethod
+    def _drop_all(self, table_name: str) -> int:
+        """Delete every entry of ``table_name`` (a hash or LPM table); how many there were."""
 
     @abstractmethod
     def counters(self) -> dict[str, tuple[int, int]]:
@@ -131,6 +135,22 @@ class SwitchDriver(ABC):
             self.delete(names.OFFLOAD_REV, [{
                 "client_addr": client[0], "client_port": client[1],
                 "backend_addr": b["addr"], "backend_port": b["port"]}])
+
+    def clear(self, table_name: str) -> int:
+        """Delete every entry of a hash or LPM table; returns how many there were."""
+        if table(table_name).kind not in (Kind.HASH, Kind.LPM):
+            raise ValueError(f"{table_name}: only hash and LPM tables can be cleared")
+        return self._drop_all(table_name)
+
+    def offload_clear(self) -> int:
+        """Drop every offload (both directions); returns how many forward entries went.
+
+        Only the front-ends that wrote them know when an offload ends, so a controller
+        that starts new front-ends (or stops them) clears what the old ones left: an
+        orphaned entry would steer a reused client port's packets to a backend
+        connection that no longer exists."""
+        self.clear(names.OFFLOAD_REV)
+        return self.clear(names.OFFLOAD)
 
     # ------------------------------------------------------------------ front-ends
 

@@ -54,6 +54,12 @@ class MemorySwitch(SwitchDriver):
         raw = self.tables[table_name].get(self._key(table_name, key))
         return None if raw is None else table(table_name).unpack_value(raw)
 
+    def _drop_all(self, table_name: str) -> int:
+        store = self.tables[table_name]
+        count = len(store)
+        store.clear()
+        return count
+
     def counters(self) -> dict[str, tuple[int, int]]:
         return {name: (0, 0) for name, _doc in COUNTERS}
 

@@ -295,6 +295,15 @@ class TofinoSwitch(SwitchDriver):
                 del shadow[k]
         return len(present)
 
+    def _drop_all(self, table_name: str) -> int:
+        t = self._table(table_name)
+        shadow = self._shadow[t.name]
+        count = len(shadow)
+        self._rpc(t, "entry_del(all)", 0,
+                  functools.partial(self._tables[t.name].entry_del, self._target))
+        shadow.clear()
+        return count
+
     def read(self, table_name: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
         """What the driver last wrote for ``key`` (its shadow), or None. Registers and
         counters are the data plane's: read them with ``counters`` (or bfrt directly)."""

@@ -152,6 +152,9 @@ class XdpSwitch(SwitchDriver):
         raw = self.maps[table_name].lookup(self._pack_key(table_name, key))
         return None if raw is None else table(table_name).unpack_value(raw)
 
+    def _drop_all(self, table_name: str) -> int:
+        return self.maps[table_name].clear()
+
     # ------------------------------------------------------------------ XDP only
 
     def set_port(self, port: int, ifindex: int) -> None:

@@ -111,6 +111,8 @@ class XdpController:
 
             self.switch = XdpSwitch.from_pins(self.spec.pin_dir)
             self._program_switch()
+            # the maps outlive front-ends: offloads of earlier ones have no owner now
+            self.switch.offload_clear()
             self._agents()
             if self.opts.demo_backends:
                 self._demo_backends()
@@ -147,6 +149,7 @@ class XdpController:
             detach_agent(ns, "eth0", self.spec.pin_dir)
         self.agents.clear()
         if self.switch is not None:
+            self.switch.offload_clear()  # their front-ends are gone (see start)
             self.switch.close()
             self.switch = None
         if self.opts.manage_lab:

@@ -7,7 +7,8 @@
  * Backend side (OffloadReverse): a packet from a known backend address:port is sent to
  * the client with its source rewritten to the VIP only when that backend is the one the
  * client is offloaded to now (offload_rev holds the current leg); late packets of an old
- * leg miss and go to the front-end, which drops them.
+ * leg miss and go to the front-end, which drops them. A SYN-ACK always goes to the
+ * front-end (it answers a forged SYN), even when a stale offload matches its ports.
  *
  * @param meta offloaded / backend / offload_mode (forward); from_backend (reverse)
  */
@@ -87,7 +88,9 @@ control OffloadReverse(inout header_t hdr, inout ingress_metadata_t meta)
     apply {
         backend_addr.apply();
         if (meta.from_backend == 1w1) {
-            if (!offload_rev.apply().hit) {
+            if (hdr.tcp.syn == 1w1) {
+                backend_old();  // a SYN-ACK answers a forged SYN: always the front-end's
+            } else if (!offload_rev.apply().hit) {
                 backend_old();
             }
         }

@@ -403,7 +403,10 @@ static __always_inline int handle_backend(struct xdp_md *ctx, struct pkt *p)
 	};
 	struct offload_rev_value *r = bpf_map_lookup_elem(&offload_rev, &key);
 
-	if (!r) {
+	/* A SYN-ACK answers a forged SYN: it is the front-end's even when an offload of the
+	 * same client port exists (one whose front-end died or that a new connection on the
+	 * reused port replaces); sent to the client it would stall the new connection. */
+	if (!r || p->tcp->syn) {
 		/* not offloaded yet (the SYN-ACK of a forged SYN) or an old leg */
 		count(MIRESGA_CNT_BACKEND_OLD, p->len);
 		return mrs_to_frontend(ctx, key.client_addr, key.client_port);

@@ -400,6 +400,24 @@ def test_backend_killed_mid_transfer(lab: XdpLab, big: str) -> None:
     assert lab.curl("/green/whoami").stdout == b"b1\n"
 
 
+def test_orphaned_offload_does_not_stall_a_reused_port(lab: XdpLab) -> None:
+    """An offload whose front-end is gone (killed; or an earlier controller's) matches a
+    new connection on the same client port: its handshake ACK goes to the old backend
+    leg, and the SYN-ACK of the new forged SYN must still reach the front-end."""
+    from miresga_core.dataplane.schema import OffloadModeId
+
+    client = lab.ctl.spec.hosts("client")[0].addr
+    port = 45123
+    lab.ctl.switch.offload_add((client, port), (VIP, 80), 0, ("10.77.3.1", 8080),
+                               OffloadModeId.SPLICE)
+    started = time.monotonic()
+    r = lab.curl("/whoami", extra=("--local-port", str(port), "-H", "Connection: close"),
+                 timeout=15)
+    assert r.returncode == 0 and r.stdout == b"b0\n", r.stderr
+    # a SYN-ACK sent to the client instead would cost the SYN retransmissions (1 s, 3 s..)
+    assert time.monotonic() - started < 0.9
+
+
 def test_state_drains_to_empty(lab: XdpLab) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

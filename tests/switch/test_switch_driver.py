@@ -28,6 +28,18 @@ def test_offload_both_directions_and_remove():
     sw.offload_remove(C, V)  # absent: not an error
 
 
+def test_offload_clear_and_what_cannot_be_cleared():
+    sw = MemorySwitch()
+    sw.set_backend(3, *B)
+    for port in (40000, 40001):
+        sw.offload_add((C[0], port), V, 3, B, OffloadModeId.SPLICE)
+    assert sw.offload_clear() == 2
+    assert sw.tables[names.OFFLOAD] == {} and sw.tables[names.OFFLOAD_REV] == {}
+    assert sw.read(names.BACKEND, {"index": 3}) is not None  # other tables untouched
+    with pytest.raises(ValueError, match="only hash and LPM"):
+        sw.clear(names.BACKEND)
+
+
 def test_membership_change_state_machine():
     sw = MemorySwitch()
     first = rebalance(None, [0, 1])

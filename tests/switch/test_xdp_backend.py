@@ -45,3 +45,25 @@ def test_old_backend_leg_and_unoffloaded_go_to_frontend(sw):
                                                        dmac=FRONTENDS[0][1])),
     ], program="miresga_switch")
     assert sw.counter("backend_old") == 2 and sw.counter("to_client") == 0
+
+
+def test_syn_ack_of_the_offloaded_backend_goes_to_frontend(sw):
+    """An offload left by a dead front-end (or a reused client port) must not take the
+    SYN-ACK of the new connection's forged SYN away from the front-end."""
+    port = client_port_for(CADDR, 1, sw.buckets())
+    sw.offload_add((CADDR, port), (VIP, VPORT), 0, (B0, B0PORT), OffloadModeId.SPLICE)
+    synack = tcp(B0, B0PORT, CADDR, port, "SA", seq=1, ack=2, smac=B0MAC)
+    run_fixtures(sw.obj, [
+        PacketFixture("SYN-ACK from the offloaded backend -> front-end, unchanged IP",
+                      synack, XDP_REDIRECT,
+                      expected=rewritten(synack, smac=SW_MAC, dmac=FRONTENDS[1][1])),
+    ], program="miresga_switch")
+    assert sw.counter("backend_old") == 1 and sw.counter("to_client") == 0
+
+
+def test_offload_clear_empties_both_directions(sw):
+    for i in range(5):
+        sw.offload_add((CADDR, 40000 + i), (VIP, VPORT), 0, (B0, B0PORT),
+                       OffloadModeId.SPLICE)
+    assert sw.offload_clear() == 5
+    assert not list(sw.maps["offload"].keys()) and not list(sw.maps["offload_rev"].keys())

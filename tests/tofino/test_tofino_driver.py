@@ -188,6 +188,16 @@ def test_single_offload_add_remove(fake, sw):
     assert fake.entries[names.OFFLOAD] == {} and fake.entries[names.OFFLOAD_REV] == {}
 
 
+def test_offload_clear_deletes_every_entry(fake, sw):
+    _setup(sw)
+    for port in (4000, 4001, 4002):
+        sw.offload_add(("10.9.0.1", port), VIP, 1, BACKENDS[1], OffloadModeId.SPLICE)
+    assert sw.offload_clear() == 3
+    assert fake.entries[names.OFFLOAD] == {} and fake.entries[names.OFFLOAD_REV] == {}
+    assert sw.read(names.OFFLOAD, {"client_addr": "10.9.0.1", "client_port": 4000,
+                                   "vip_addr": VIP[0], "vip_port": VIP[1]}) is None
+
+
 def test_frontend_change_keeps_new_flows_on_the_new_table(fake, sw):
     _setup(sw)
     old = sw.buckets()

@@ -122,6 +122,16 @@ def test_backend_response_is_rewritten_to_the_vip(fake):
     assert (p[IP].src, p[TCP].sport) == VIP and p[Raw].load == body
 
 
+def test_backend_syn_ack_goes_to_the_frontend_despite_an_offload(fake):
+    # an orphaned offload of the same client port (its front-end died, or the port was
+    # reused): the SYN-ACK answers the new connection's forged SYN, the front-end's
+    fake.driver.offload_add(CLIENT, VIP, 0, BACKEND, OffloadModeId.SPLICE)
+    synack = _tcp(BACKEND, CLIENT, "SA", seq=77, ack=88)
+    p, egress, *_ = _send(fake, synack)
+    assert egress == 11 and p[Ether].dst == "02:00:00:00:01:01"
+    assert raw(p[IP]) == raw(synack[IP])
+
+
 def test_client_payload_goes_to_the_frontend_untouched(fake):
     fake.driver.offload_add(CLIENT, VIP, 0, BACKEND, OffloadModeId.SPLICE)
     req = _tcp(CLIENT, VIP, "PA", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", seq=1, ack=2)
