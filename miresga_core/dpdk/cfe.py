@@ -32,7 +32,7 @@ _c_i64, _c_u8p, _c_sz = ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t
 class _Params(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int64) for n in (
         "max_head", "syn_rto_ns", "syn_retries", "idle_timeout_ns",
-        "offloaded_idle_timeout_ns", "close_grace_ns")]
+        "offloaded_idle_timeout_ns", "close_grace_ns", "pool_affinity")]
 
 
 _LIBS: dict[bool, ctypes.CDLL] = {}
@@ -137,7 +137,7 @@ class CFrontend:
         c = config
         lib.mfe_set_params(self.h, ctypes.byref(_Params(
             c.max_head, c.syn_rto_ns, c.syn_retries, c.idle_timeout_ns,
-            c.offloaded_idle_timeout_ns, c.close_grace_ns)))
+            c.offloaded_idle_timeout_ns, c.close_grace_ns, int(c.pool_affinity))))
         for slot, key in enumerate(c.agent_keys):
             if key is not None:
                 lib.mfe_set_agent_key(self.h, slot, key, int(slot == c.agent_key_slot))

@@ -65,7 +65,7 @@ def write_config(directory: Path, config: FrontendConfig,
     lines = [f"cookie {secrets.current.hex()}"
              + (f" {secrets.previous.hex()}" if secrets.previous else ""),
              f"params {c.max_head} {c.syn_rto_ns} {c.syn_retries} {c.idle_timeout_ns} "
-             f"{c.offloaded_idle_timeout_ns} {c.close_grace_ns}"]
+             f"{c.offloaded_idle_timeout_ns} {c.close_grace_ns} {int(c.pool_affinity)}"]
     for slot, key in enumerate(c.agent_keys):
         if key is not None:
             lines.append(f"agent_key {slot} {key.hex()} {int(slot == c.agent_key_slot)}")

@@ -32,7 +32,7 @@ from ..config import load_config
 from ..cookie import CookieSecrets
 from ..dataplane import names
 from ..frontend.machine import FrontendConfig, S, VipParams
-from ..frontend.run import add_process_args
+from ..frontend.run import add_process_args, pool_affinity
 from ..plugins import get_plugin_manager, registry_from
 from .build import BuildError
 from .decider import ProgramDecider
@@ -68,7 +68,8 @@ def build_config(config_path: str, switch: Any, agent_keys: tuple[bytes | None, 
         vips[listener.listen] = VipParams(wscale=int(entry["wscale"]), mss=int(entry["mss"]))
     slot = 0 if agent_keys[0] is not None else 1
     fc = FrontendConfig(vips, agent_keys, agent_key_slot=slot,
-                        idle_timeout_ns=int(idle_timeout_s * S))
+                        idle_timeout_ns=int(idle_timeout_s * S),
+                        pool_affinity=pool_affinity(config))
     return fc, deciders
 
 

@@ -61,6 +61,7 @@ COUNTER_NAMES = (
     "synack_ok", "synack_dup", "synack_bad", "old_leg_drop", "to_backend", "to_client",
     "offload", "unoffload", "fin_client", "fin_backend", "rst_client", "rst_backend",
     "closed", "expired", "head_too_big", "no_request_fin", "reincarnated", "tx",
+    "leg_kept",
 )
 
 
@@ -85,6 +86,10 @@ class FrontendConfig:
     # and pure ACKs bypass the front-end): only a much longer silence means it is gone
     offloaded_idle_timeout_ns: int = 3600 * S
     close_grace_ns: int = 2 * S
+    # balance = "connection": a request for the pool of the connection's current leg stays
+    # on that leg, however the policy would spread it (a re-splice costs the backend a
+    # connection in slow start, docs/xdp-dataplane.md)
+    pool_affinity: bool = False
 
     def __post_init__(self) -> None:
         if self.agent_keys[self.agent_key_slot] is None:
@@ -316,7 +321,9 @@ class Frontend:
         conn.requests += 1
         leg = conn.leg
         if leg is not None and leg.backend != d.backend:
-            if self._pipelined(conn, leg):
+            if self._keeps_leg(leg, d):
+                self.counters["leg_kept"] += 1
+            elif self._pipelined(conn, leg):
                 self.counters["pipelined_kept"] += 1
             else:
                 self._close_leg(conn, leg, now, out)
@@ -329,6 +336,10 @@ class Frontend:
             conn.remaining = -1  # a decider that cannot size the request: stay
         conn.dispatch_ack = conn.ack
 
+    def _keeps_leg(self, leg: Leg, d: Decision) -> bool:
+        """Pool affinity: the decision names the leg's pool and offload mode."""
+        return self.config.pool_affinity and leg.pool == d.pool and leg.mode is d.mode
+
     def _pipelined(self, conn: Conn, leg: Leg) -> bool:
         """True when the client cannot have seen the previous response complete: the leg
         has not answered yet, or the client's ack has not moved since the last request
@@ -339,7 +350,7 @@ class Frontend:
     def _open_leg(self, conn: Conn, d: Decision, now: int, out: list[Action]) -> Leg:
         start = seq_add(conn.next_seq, -len(conn.pending))
         leg = Leg(d.backend, d.mode, start, seq_add(conn.ack, -1), sent_upto=start,
-                  syn_deadline=now + self.config.syn_rto_ns)
+                  syn_deadline=now + self.config.syn_rto_ns, pool=d.pool)
         conn.leg = leg
         self.legs[(conn.client, leg.backend)] = (conn, leg)
         self.old_legs.pop((conn.client, leg.backend), None)
@@ -423,7 +434,10 @@ class Frontend:
             return
         if leg.state is not LegState.ESTABLISHED:
             self.counters["synack_bad"] += 1  # e.g. the backend refused the SYN (RST)
-            if seg.has(RST):
+            if seg.has(RST) and seg.has(ACK) and seg.ack == leg.start_seq:
+                # RFC 9293 3.10.7.3: in SYN-SENT only a reset that acknowledges our SYN
+                # counts; another (an answer to a stale ACK of an earlier connection on
+                # these ports) must not kill the new one
                 self._reset_client(conn, out)
             return
         # the interface may hand us GRO-merged segments: resegment to the client's MSS

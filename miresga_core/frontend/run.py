@@ -17,16 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from ..api import Address
-from ..config import load_config
+from ..config import Config, load_config
 from ..dataplane import names
 from ..plugins import get_plugin_manager, registry_from
 from ..routing import Router, pool_states
 from .decider import Decider, make_core_decider
 from .machine import Frontend, FrontendConfig, S, VipParams
 
-__all__ = ["build_frontend", "main"]
+__all__ = ["build_frontend", "main", "pool_affinity"]
 
 log = logging.getLogger("miresga.frontend")
+
+
+def pool_affinity(config: Config) -> bool:
+    """``[dataplane.xdp] balance``: "connection" (the default) keeps a connection's requests
+    for one pool on one leg. A config of another data plane gets the default."""
+    from ..xdpdp.controller import XdpOptions
+
+    opts = config.dataplane.options
+    return not isinstance(opts, XdpOptions) or opts.balance == "connection"
 
 
 def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None, bytes | None],
@@ -52,7 +61,8 @@ def build_frontend(config_path: str, switch: Any, agent_keys: tuple[bytes | None
         vips[listener.listen] = VipParams(wscale=int(entry["wscale"]), mss=int(entry["mss"]))
     slot = 0 if agent_keys[0] is not None else 1
     fc = FrontendConfig(vips, agent_keys, agent_key_slot=slot,
-                        idle_timeout_ns=int(idle_timeout_s * S))
+                        idle_timeout_ns=int(idle_timeout_s * S),
+                        pool_affinity=pool_affinity(config))
     return Frontend(fc, deciders, cookie.CookieSecrets.generate())
 
 

@@ -75,6 +75,7 @@ class Leg:
     syn_tries: int = 1
     syn_deadline: int = 0
     fin_sent: bool = False
+    pool: str = ""  # the pool the decision that opened it named
 
 
 @dataclass(eq=False)

@@ -69,6 +69,12 @@ class XdpOptions:
                                 "each); the Python front-end runs 1")
     demo_backends: bool = opt(False, doc="start the demo HTTP backend on every backend host "
                               "the pools name (miresga backend)")
+    balance: str = opt("connection", check=lambda v: None if v in ("connection", "request")
+                       else "connection or request",
+                       doc="connection: a request routed to the pool of the connection's "
+                       "current backend stays on that backend (no re-splice); request: "
+                       "every request is balanced on its own (a re-splice whenever the "
+                       "policy picks another backend)")
 
 
     def __post_init__(self) -> None:

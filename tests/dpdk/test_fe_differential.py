@@ -27,9 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS, STEPS = 20, 600
 
 
-def cfront(registry, **kw) -> CFrontend:
-    return CFrontend(tracegen.fe_config(), {VIP: tracegen.decider(registry)},
+def cfront(registry, pool_affinity: bool = False, **kw) -> CFrontend:
+    return CFrontend(tracegen.fe_config(pool_affinity), {VIP: tracegen.decider(registry)},
                      cookie.CookieSecrets(COOKIE_KEY), **kw)
+
+
+def affinity(seed: int) -> bool:
+    """Odd seeds run balance = "connection" (pool affinity), even ones per request."""
+    return seed % 2 == 1
 
 
 def test_generated_traces_are_identical(registry):
@@ -37,10 +42,10 @@ def test_generated_traces_are_identical(registry):
     packets = 0
     for seed in range(SEEDS):
         want: dict[str, int] = {}
-        events = tracegen.generate(registry, seed, STEPS, want)
+        events = tracegen.generate(registry, seed, STEPS, want, pool_affinity=affinity(seed))
         for k, v in want.items():
             total[k] = total.get(k, 0) + v
-        cf = cfront(registry)
+        cf = cfront(registry, affinity(seed))
         assert trace.replay(cf, events) == [], f"seed {seed}"
         assert cf.counters == Counter(want), f"seed {seed}"
         assert cf.oom == 0
@@ -50,6 +55,7 @@ def test_generated_traces_are_identical(registry):
     # the corpus reaches every path the reference counts
     assert [n for n in COUNTER_NAMES if not total.get(n)] == []
     assert total["leg_switched"] >= 10 and total["retransmit_fwd"] >= 10
+    assert total["leg_kept"] >= 5
     assert total["syn_retransmit"] >= 10 and total["offload"] >= 100
 
 

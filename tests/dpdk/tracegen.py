@@ -63,8 +63,9 @@ FC = dict(max_head=3000, syn_rto_ns=S, syn_retries=2, idle_timeout_ns=40 * S,
           offloaded_idle_timeout_ns=90 * S, close_grace_ns=2 * S)
 
 
-def fe_config() -> FrontendConfig:
-    return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **FC)
+def fe_config(pool_affinity: bool = False) -> FrontendConfig:
+    return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **FC,
+                          pool_affinity=pool_affinity)
 
 
 _COMPILED: list[tuple[object, str, ProgramDecider]] = []
@@ -84,10 +85,11 @@ def decider(registry, config: str = CONFIG) -> ProgramDecider:
     return ProgramDecider(d.program, d.pools)
 
 
-def machine(registry, shards: int = 1, config: str = CONFIG):
+def machine(registry, shards: int = 1, config: str = CONFIG, pool_affinity: bool = False):
     """The reference machine, or ``shards`` of them behind the multi-lcore steering."""
     def one() -> Frontend:
-        return Frontend(fe_config(), decider(registry, config), cookie.CookieSecrets(COOKIE_KEY))
+        return Frontend(fe_config(pool_affinity), decider(registry, config),
+                        cookie.CookieSecrets(COOKIE_KEY))
     if shards == 1:
         return one()
     from miresga_core.dpdk.shards import Sharded
@@ -138,9 +140,10 @@ class Lg:
 
 
 class World:
-    def __init__(self, registry, seed: int, shards: int = 1, config: str = CONFIG) -> None:
+    def __init__(self, registry, seed: int, shards: int = 1, config: str = CONFIG,
+                 pool_affinity: bool = False) -> None:
         self.rng = random.Random(seed)
-        self.rec = trace.Recorder(machine(registry, shards, config))
+        self.rec = trace.Recorder(machine(registry, shards, config, pool_affinity))
         self.now = T0 + self.rng.randrange(70 * S)
         self.clients: list[Cl] = []
         self.legs: dict[tuple[Address, Address], Lg] = {}
@@ -265,6 +268,9 @@ class World:
         if r < 0.15:
             self.feed(self.bseg(lg, RST | ACK))  # refused
             return
+        if r < 0.2:  # a reset that does not acknowledge the SYN (a stale one): ignored
+            flags, ack = self.rng.choice(((RST, lg.start), (RST | ACK, seq_add(lg.start, 7))))
+            self.feed(self.bseg(lg, flags, ack=ack))
         self.feed(self.bseg(lg, SYN | ACK, seq=lg.base, options=opts))
         lg.up = True
 
@@ -338,10 +344,11 @@ class World:
 
 
 def generate(registry, seed: int, steps: int, counters: dict | None = None, shards: int = 1,
-             config: str = CONFIG) -> list[dict]:
+             config: str = CONFIG, pool_affinity: bool = False) -> list[dict]:
     """The events of one seeded run; the reference's counters are added to ``counters``.
-    ``shards`` > 1: the reference is that many machines behind the multi-lcore steering."""
-    w = World(registry, seed, shards, config)
+    ``shards`` > 1: the reference is that many machines behind the multi-lcore steering;
+    ``pool_affinity``: balance = "connection" (requests stay on a leg of their pool)."""
+    w = World(registry, seed, shards, config, pool_affinity)
     for _ in range(steps):
         w.step()
     w.now += 200 * S

@@ -217,6 +217,65 @@ def test_keepalive_other_backend_resets_old_leg_and_forges_at_current_points(fe)
     assert fe.counters["old_leg_drop"] == 1 and fe.counters["leg_switched"] == 1
 
 
+class Alternating:
+    """A round-robin's effect: every request to pool blue, the two backends in turn;
+    paths under /slow/ ask for offload mode none (another mode, the same pool)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def decide(self, data, client, now):
+        from miresga_core.api import NeedMore
+        from miresga_core.frontend.decider import Decision
+
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return NeedMore()
+        self.n += 1
+        mode = OffloadMode.NONE if data.startswith(b"GET /slow/") else OffloadMode.SPLICE
+        return Decision((BLUE, OTHER_BLUE)[self.n % 2], mode, end + 4, "blue")
+
+
+OTHER_BLUE = Address("10.0.2.9", 8080)
+
+
+def _second_request(affinity: bool, path: str):
+    from fe_world import AGENT_KEY, COOKIE_KEY
+
+    from miresga_core.frontend.machine import Frontend, FrontendConfig, VipParams
+
+    fc = FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None),
+                        pool_affinity=affinity)
+    fe = Frontend(fc, Alternating(), cookie.CookieSecrets(COOKIE_KEY))
+    c = Client(fe)
+    first = established(c)
+    first.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    c.ack = seq_add(c.ack, first.sent)
+    return fe, first, c.request(get(path))
+
+
+def test_pool_affinity_keeps_the_leg_for_the_same_pool():
+    fe, first, out = _second_request(True, "/again")
+    (s,) = segs(out)  # the request on the open leg: no RST, no forged SYN
+    assert (s.dst, s.dport) == (first.addr.host, first.addr.port)
+    assert s.payload == get("/again") and not s.has(SYN) and offloads(out) == []
+    assert fe.counters["leg_kept"] == 1 and fe.counters["leg_switched"] == 0
+
+
+def test_without_pool_affinity_each_request_follows_the_policy():
+    fe, first, out = _second_request(False, "/again")
+    rst, syn = segs(out)
+    assert rst.has(RST) and rst.dst == first.addr.host
+    assert syn.has(SYN) and syn.dst != first.addr.host
+    assert fe.counters["leg_kept"] == 0 and fe.counters["leg_switched"] == 1
+
+
+def test_pool_affinity_still_switches_for_another_offload_mode():
+    fe, _, out = _second_request(True, "/slow/x")
+    assert [s.has(RST) for s in segs(out)] == [True, False]
+    assert fe.counters["leg_kept"] == 0 and fe.counters["leg_switched"] == 1
+
+
 def test_pipelined_requests_in_one_segment_stay_on_one_backend(fe):
     c = Client(fe)
     b, out = open_leg(c, get("/a") + get("/green/b") + get("/c"))
@@ -305,6 +364,18 @@ def test_backend_refusing_the_syn_resets_client(fe):
     out = fe.receive(b.seg(RST | ACK, seq=0), T0)
     (s,) = segs(out)
     assert s.has(RST) and s.dst == c.addr.host and not fe.conns
+
+
+@pytest.mark.parametrize("flags, ack_off", [(RST, 0), (RST | ACK, 7)])
+def test_reset_not_acknowledging_the_forged_syn_is_ignored(fe, flags, ack_off):
+    """A backend's answer to a stale ACK on the same ports (RST, no ACK) or a reset with
+    another ack does not end the new leg: only a refusal of our SYN does."""
+    c = Client(fe)
+    b, _ = open_leg(c, get("/"))
+    assert segs(fe.receive(b.seg(flags, seq=0, ack=seq_add(b.start, ack_off)), T0)) == []
+    assert fe.conns and fe.counters["synack_bad"] == 1
+    out = b.synack()
+    assert [s.payload for s in segs(out)] == [get("/")]
 
 
 # ----------------------------------------------------------------------------- retransmission

@@ -4,6 +4,7 @@
  *   cookie <16 hex> [<16 hex>]            current [and previous] cookie secret
  *   agent_key <slot> <32 hex> <use 0|1>   SipHash key of an agent key slot
  *   params <max_head> <syn_rto_ns> <syn_retries> <idle_ns> <offloaded_idle_ns> <grace_ns>
+ *          <pool_affinity 0|1>
  *   vip <a.b.c.d> <port> <wscale> <mss> <program file>
  *   backend <vip a.b.c.d> <vip port> <pool index> <a.b.c.d> <port>
  */
@@ -55,7 +56,7 @@ static int load_file(const char *path, uint8_t **buf, size_t *len)
 static int config_line(struct mfe *m, char *line, char *err, size_t errlen)
 {
 	char a[4][128];
-	long long p[6];
+	long long p[7];
 	uint8_t k1[16], k2[16];
 	uint32_t ip, ip2;
 	unsigned port, port2, pool;
@@ -69,9 +70,9 @@ static int config_line(struct mfe *m, char *line, char *err, size_t errlen)
 	} else if (sscanf(line, "agent_key %d %127s %d", &slot, a[0], &n) == 3) {
 		if (hexbytes(a[0], k1, 16) || mfe_set_agent_key(m, slot, k1, n))
 			return snprintf(err, errlen, "agent key: slot 0/1 and 32 hex digits"), -1;
-	} else if (sscanf(line, "params %lld %lld %lld %lld %lld %lld", &p[0], &p[1], &p[2], &p[3],
-			  &p[4], &p[5]) == 6) {
-		struct mfe_params mp = {p[0], p[1], p[2], p[3], p[4], p[5]};
+	} else if (sscanf(line, "params %lld %lld %lld %lld %lld %lld %lld", &p[0], &p[1], &p[2],
+			  &p[3], &p[4], &p[5], &p[6]) == 7) {
+		struct mfe_params mp = {p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
 		mfe_set_params(m, &mp);
 	} else if (sscanf(line, "vip %127s %u %d %d %127s", a[0], &port, &ws, &mss, a[1]) == 5) {
 		uint8_t *prog;

@@ -40,7 +40,8 @@ enum fe_counter {
 	FE_C_NO_REQUEST_FIN = 32,
 	FE_C_REINCARNATED = 33,
 	FE_C_TX = 34,
-	FE_NCOUNTERS = 35
+	FE_C_LEG_KEPT = 35,
+	FE_NCOUNTERS = 36
 };
 
 static const char *const fe_counter_names[FE_NCOUNTERS] = {
@@ -79,6 +80,7 @@ static const char *const fe_counter_names[FE_NCOUNTERS] = {
 	"no_request_fin",
 	"reincarnated",
 	"tx",
+	"leg_kept",
 };
 
 #endif /* FE_COUNTERS_H */

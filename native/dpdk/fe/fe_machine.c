@@ -37,7 +37,7 @@ struct fe_vip {
 
 struct fe_leg {
 	uint32_t bip;
-	uint16_t bport;
+	uint16_t bport, pool;
 	uint8_t mode, state, fin_sent;
 	uint32_t start_seq, base, sent_upto, mss;
 	struct fe_buf held;
@@ -157,7 +157,7 @@ struct mfe *mfe_new(void)
 
 	if (!m)
 		return NULL;
-	m->p = (struct mfe_params){65536, S_NS, 4, 300 * S_NS, 3600 * S_NS, 2 * S_NS};
+	m->p = (struct mfe_params){65536, S_NS, 4, 300 * S_NS, 3600 * S_NS, 2 * S_NS, 0};
 	if (fe_tab_init(&m->conns, 1024) || fe_tab_init(&m->legs, 1024) ||
 	    fe_tab_init(&m->old_legs, 256)) {
 		mfe_free(m);
@@ -284,7 +284,7 @@ enum { D_ROUTE, D_NEEDMORE, D_REJECT };
 
 struct fe_decision {
 	uint32_t bip;
-	uint16_t bport;
+	uint16_t bport, pool;
 	uint8_t mode;
 	int64_t length; /* -1: unknown (chunked, upgrade): the rest stays on the backend */
 };
@@ -324,6 +324,7 @@ static int decide(struct fe_vip *v, const uint8_t *data, size_t len, uint32_t ci
 		return D_REJECT;
 	d->bip = pool->b[bi].ip;
 	d->bport = pool->b[bi].port;
+	d->pool = (uint16_t)dec->pool;
 	d->mode = dec->offload;
 	if ((r.out[MVM_F_FLAGS] & MVM_FLAG_UPGRADE) && d->mode == MODE_SPLICE)
 		d->mode = MODE_PIN;
@@ -414,6 +415,7 @@ static void open_leg(struct mfe *m, struct fe_conn *c, const struct fe_decision 
 	l->bip = d->bip;
 	l->bport = d->bport;
 	l->mode = d->mode;
+	l->pool = d->pool;
 	l->start_seq = start;
 	l->base = c->ack - 1;
 	l->state = LEG_SYN_SENT;
@@ -542,12 +544,20 @@ static int pipelined(const struct fe_conn *c)
 	       (c->has_dispatch_ack && c->dispatch_ack == c->ack);
 }
 
+/* Pool affinity (balance = "connection"): the decision names the leg's pool and mode. */
+static int keeps_leg(const struct mfe *m, const struct fe_conn *c, const struct fe_decision *d)
+{
+	return m->p.pool_affinity && c->leg.pool == d->pool && c->leg.mode == d->mode;
+}
+
 static void dispatch(struct mfe *m, struct fe_conn *c, const struct fe_decision *d, int64_t now)
 {
 	m->c[FE_C_REQUESTS]++;
 	c->requests++;
 	if (c->has_leg && (c->leg.bip != d->bip || c->leg.bport != d->bport)) {
-		if (pipelined(c)) {
+		if (keeps_leg(m, c, d)) {
+			m->c[FE_C_LEG_KEPT]++;
+		} else if (pipelined(c)) {
 			m->c[FE_C_PIPELINED_KEPT]++;
 		} else {
 			close_leg(m, c, now);
@@ -882,7 +892,8 @@ static void backend_seg(struct mfe *m, const struct fe_seg *seg, int64_t now)
 	}
 	if (c->leg.state != LEG_ESTABLISHED) {
 		m->c[FE_C_SYNACK_BAD]++;
-		if (seg->flags & FE_RST)
+		/* RFC 9293 3.10.7.3: in SYN-SENT only a reset acknowledging our SYN counts */
+		if ((seg->flags & FE_RST) && (seg->flags & FE_ACK) && seg->ack == c->leg.start_seq)
 			reset_client(m, c);
 		return;
 	}

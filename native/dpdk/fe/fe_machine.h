@@ -27,7 +27,7 @@ struct mfe;
 
 struct mfe_params {
 	int64_t max_head, syn_rto_ns, syn_retries, idle_timeout_ns, offloaded_idle_timeout_ns,
-		close_grace_ns;
+		close_grace_ns, pool_affinity;
 };
 
 struct mfe *mfe_new(void);
