@@ -19,31 +19,20 @@ from typing import Any
 
 from miresga_core import cookie
 from miresga_core.api import Address
-from miresga_core.config import parse_config
 from miresga_core.dpdk.decider import ProgramDecider
-from miresga_core.frontend import Frontend, FrontendConfig, VipParams, trace
+from miresga_core.frontend import Frontend, FrontendConfig, trace
 from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, SYN, Segment, seq_add
 from miresga_core.frontend.state import Transmit
-from miresga_core.wire import option
 
+from . import fe_world
+from .fe_world import COOKIE_KEY, LISTENER, MS, T0, VIP, cookie_isn, fe_config, leg_base
 from .report import PpsSample
 
 __all__ = ["measure", "steady_trace"]
 
-S, MS = 10**9, 10**6
-T0 = 1_800_000_000 * S
-VIP = Address("10.0.0.100", 80)
-AGENT_KEY = bytes(range(16))
-COOKIE_KEY = bytes.fromhex("0102030405060708")
-CONFIG = textwrap.dedent("""\
-    [[listeners]]
-    name = "web"
-    listen = "10.0.0.100:80"
-    default_pool = "blue"
-    [[listeners.routes]]
-    pool = "green"
-    match = { path = { prefix = "/green" } }
+# the bench's pools: two backends in "blue", so its round-robin is on the measured path
+CONFIG = LISTENER + textwrap.dedent("""\
     [pools.blue]
     backends = [{ address = "10.0.2.1:8080" }, { address = "10.0.2.4:8080" }]
     [pools.green]
@@ -51,14 +40,8 @@ CONFIG = textwrap.dedent("""\
 """)
 
 
-def fe_config() -> FrontendConfig:
-    return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None),
-                          max_head=3000, syn_rto_ns=S, syn_retries=2, idle_timeout_ns=40 * S,
-                          offloaded_idle_timeout_ns=90 * S, close_grace_ns=2 * S)
-
-
 def decider(registry: Any) -> ProgramDecider:
-    return ProgramDecider.from_config(parse_config(CONFIG, registry), "web", registry)
+    return fe_world.decider(registry, CONFIG)
 
 
 def _send(rec: trace.Recorder, client: Address, seq: int, ack: int, flags: int, data: bytes,
@@ -79,9 +62,7 @@ def steady_trace(registry: Any, conns: int = 300, requests: int = 4,
     now = T0
     for i in range(conns):
         client = Address(f"10.0.{1 + i // 250}.{1 + i % 250}", 30000 + i)
-        ck = cookie.encode(COOKIE_KEY, client.host, client.port, VIP.host, VIP.port,
-                           cookie.slot_at(now), 3, 7, True)
-        seq, ack = 1000 + i, seq_add(ck, 1)
+        seq, ack = 1000 + i, seq_add(cookie_isn(client, cookie.slot_at(now)), 1)
         backend, base = (VIP.host, 0), 0
         for r in range(requests):
             path = "/green/x" if r % 2 else "/a"
@@ -91,9 +72,7 @@ def steady_trace(registry: Any, conns: int = 300, requests: int = 4,
                     if s.has(SYN)]
             if syns:  # a new leg: answer the forged SYN as the backend's agent would
                 s = syns[0]
-                opt = option.verify(s.options, (AGENT_KEY, None), saddr=s.src, daddr=s.dst,
-                                    sport=s.sport, dport=s.dport, seq=s.seq)
-                backend, base = (s.dst, s.dport), opt.seq_base
+                backend, base = (s.dst, s.dport), leg_base(s)
                 rec.receive(Segment(s.dst, client.host, s.dport, client.port, base,
                                     seq_add(s.seq, 1), SYN | ACK, 65000,
                                     options=struct.pack("!BBH", 2, 4, 1460)).encode(), now)

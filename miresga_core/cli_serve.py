@@ -102,9 +102,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config.dataplane.kind == "kernel":
         from .kernel.plugin import KernelOptions, choose_engine
 
-        chosen, why = choose_engine(config, registry,
-                                    config.dataplane.options or KernelOptions())
-        print(f"engine {chosen}: {why}")
+        choice = choose_engine(config, registry, config.dataplane.options or KernelOptions())
+        print(f"engine {choice.engine}: {choice.reason}")
     policies = {name: (registry.policies[p.policy], p.options) for name, p in config.pools.items()}
     for listener in config.listeners:
         parser = registry.parsers[listener.protocol](max_head=listener.max_head)

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import Config
@@ -65,12 +66,13 @@ def _worker_entry(config: Config, registry: Registry, control: socket.socket, in
 class Master:
     def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool,
                  splice: str = "auto", splice_min_body: int = SPLICE_MIN_BODY,
-                 engine: str = "python"):
+                 engine: str = "python", binary: Path | None = None):
+        """``binary``: the native worker, when choosing the engine already built it."""
         self.config = config
         self.engine = engine
         self.native: tuple[Any, str] | None = None  # (binary, plan path) of engine native
         if engine == "native":
-            self.native = _prepare_native(config, registry)
+            self.native = _prepare_native(config, registry, binary)
         self.registry = registry
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
@@ -194,12 +196,14 @@ class Master:
             shutil.rmtree(os.path.dirname(self.native[1]), ignore_errors=True)
 
 
-def _prepare_native(config: Config, registry: Registry) -> tuple[Any, str]:
-    """Engine native: check the config, build the worker, write its plan."""
+def _prepare_native(config: Config, registry: Registry,
+                    binary: Path | None) -> tuple[Any, str]:
+    """Engine native: check the config, build the worker (unless ``binary`` is the one
+    already built), write its plan."""
     from .native import build_worker, check_native, write_plan
 
     programs = check_native(config, registry)
-    binary = build_worker()
+    binary = binary or build_worker()
     plan = os.path.join(tempfile.mkdtemp(prefix="miresga-kw-"), "plan")
     write_plan(config, registry, plan, programs)
     check = subprocess.run([str(binary), "--plan", plan, "--check"], capture_output=True,

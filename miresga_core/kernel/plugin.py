@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pluggy
@@ -49,12 +50,12 @@ class KernelDataPlane:
 
     def run(self, config: Config, pm: pluggy.PluginManager, registry: Registry) -> int:
         opts: KernelOptions = config.dataplane.options or KernelOptions()
-        engine, why = choose_engine(config, registry, opts)
-        log.info("engine %s: %s", engine, why)
+        choice = choose_engine(config, registry, opts)
+        log.info("engine %s: %s", choice.engine, choice.reason)
         master = Master(config, registry, opts.workers, opts.uvloop, opts.splice,
-                        opts.splice_min_body, engine)
+                        opts.splice_min_body, choice.engine, choice.binary)
         check_bindable(config)
-        if engine == "python" and master.count == 1 and config.admin.listen is None \
+        if choice.engine == "python" and master.count == 1 and config.admin.listen is None \
                 and not _has_health(config):
             serve_worker(config, registry, None, 0, opts.uvloop, opts.splice,  # no master
                          opts.splice_min_body)
@@ -63,18 +64,29 @@ class KernelDataPlane:
         return 0
 
 
-def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> tuple[str, str]:
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine that serves a config, why (what `serve` logs and `miresga check` prints),
+    and the native worker the choice had to build to know it can run here (``auto``), so
+    the master does not build it a second time."""
+
+    engine: str
+    reason: str
+    binary: Path | None = None
+
+
+def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> EngineChoice:
     """The engine that serves ``config`` and why. ``auto`` takes the native workers (5-15x
     less CPU per request, docs/native-kernel.md) unless the config asks for something only
     the Python engine does: a listener that is not HTTP/1 or has no compiled program, a
     policy without a compiled form, an explicit ``splice`` mode or ``rules`` other than the
     compiled program in C -- or the worker cannot be built here."""
     if opts.engine != "auto":
-        return opts.engine, "configured"
+        return EngineChoice(opts.engine, "configured")
     if opts.splice != "auto":
-        return "python", f"splice = {opts.splice!r} is the Python engine's"
+        return EngineChoice("python", f"splice = {opts.splice!r} is the Python engine's")
     if opts.rules != "c":
-        return "python", f"rules = {opts.rules!r} is the Python engine's"
+        return EngineChoice("python", f"rules = {opts.rules!r} is the Python engine's")
     from ..bpf.build import BuildError
     from ..errors import ConfigError
     from .native import build_worker, check_native
@@ -82,12 +94,13 @@ def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> tu
     try:
         check_native(config, registry)
     except ConfigError as exc:
-        return "python", f"the native engine cannot serve this config ({exc})"
+        return EngineChoice("python", f"the native engine cannot serve this config ({exc})")
     try:
-        build_worker()
+        binary = build_worker()
     except BuildError as exc:
-        return "python", f"the native worker is not built ({exc})"
-    return "native", "every listener is HTTP/1 with a compiled rule program"
+        return EngineChoice("python", f"the native worker is not built ({exc})")
+    return EngineChoice("native", "every listener is HTTP/1 with a compiled rule program",
+                        binary)
 
 
 def _has_health(config: Config) -> bool:

@@ -7,8 +7,8 @@ import argparse
 import sys
 
 import tracegen
-from fe_world import COOKIE_KEY, VIP
 
+from bench.fe_world import COOKIE_KEY, VIP
 from miresga_core import cookie
 from miresga_core.dpdk.cfe import CFrontend
 from miresga_core.dpdk.shards import Sharded

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import tracegen
-from fe_world import COOKIE_KEY, VIP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.fe_world import COOKIE_KEY, VIP
 from miresga_core import cookie
 from miresga_core.dpdk import build
 from miresga_core.dpdk.cfe import CFrontend
@@ -28,8 +28,8 @@ SEEDS, STEPS = 20, 600
 
 
 def cfront(registry, pool_affinity: bool = False, **kw) -> CFrontend:
-    return CFrontend(tracegen.fe_config(pool_affinity), {VIP: tracegen.decider(registry)},
-                     cookie.CookieSecrets(COOKIE_KEY), **kw)
+    return CFrontend(tracegen.fe_config(pool_affinity=pool_affinity),
+                     {VIP: tracegen.decider(registry)}, cookie.CookieSecrets(COOKIE_KEY), **kw)
 
 
 def affinity(seed: int) -> bool:
@@ -114,14 +114,11 @@ def test_committed_reference_traces_replay(registry, name):
     there has one backend, so the compiled policy picks the same one)."""
     import fe_world
 
-    from miresga_core.config import parse_config
-    from miresga_core.dpdk.decider import ProgramDecider
-    from miresga_core.frontend import FrontendConfig, VipParams
+    from bench.fe_world import decider, frontend_config
 
     events = trace.loads((ROOT / "tests/vectors/frontend" / f"{name}.jsonl").read_text())
-    d = ProgramDecider.from_config(parse_config(fe_world.CONFIG, registry), "web", registry)
-    fc = FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (fe_world.AGENT_KEY, None))
-    cf = CFrontend(fc, {VIP: d}, cookie.CookieSecrets(COOKIE_KEY))
+    cf = CFrontend(frontend_config(), {VIP: decider(registry, fe_world.CONFIG)},
+                   cookie.CookieSecrets(COOKIE_KEY))
     assert sum(len(e["out"]) for e in events) > 3
     assert trace.replay(cf, events) == []
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 import tracegen
-from fe_world import COOKIE_KEY, VIP
 
+from bench.fe_world import COOKIE_KEY, VIP
 from miresga_core import cookie
 from miresga_core.dpdk import build, tracebin
 from miresga_core.dpdk.cfe import CFrontend

@@ -26,17 +26,16 @@ from pathlib import Path
 
 import pytest
 import tracegen
-from fe_world import AGENT_KEY, COOKIE_KEY, VIP
 
+from bench.fe_world import COOKIE_KEY, VIP, S, frontend_config
 from miresga_core.cookie import SLOT_SHIFT, CookieSecrets
 from miresga_core.dpdk import build
 from miresga_core.dpdk.process import FeProcess, write_config
 from miresga_core.dpdk.shards import Sharded
-from miresga_core.frontend import Frontend, FrontendConfig, VipParams, trace
+from miresga_core.frontend import Frontend, FrontendConfig, trace
 from miresga_core.frontend.state import Transmit
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
-S = 10**9
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -86,9 +85,8 @@ def lab() -> Iterator[dict[str, str]]:
 
 def _cfg() -> FrontendConfig:
     # no timer may fire during the run: the reference is not given the shell's clock
-    return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None),
-                          max_head=3000, syn_rto_ns=3600 * S, idle_timeout_ns=3600 * S,
-                          close_grace_ns=3600 * S)
+    return frontend_config(max_head=3000, syn_rto_ns=3600 * S, idle_timeout_ns=3600 * S,
+                           close_grace_ns=3600 * S)
 
 
 class Wire:

@@ -8,8 +8,8 @@ import random
 from collections import Counter
 
 import tracegen
-from fe_world import COOKIE_KEY, VIP
 
+from bench.fe_world import COOKIE_KEY, VIP
 from miresga_core import cookie
 from miresga_core.api import Address
 from miresga_core.dpdk.cfe import CFrontend, steer_client

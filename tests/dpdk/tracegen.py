@@ -12,75 +12,41 @@ from __future__ import annotations
 import random
 import struct
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontend"))
 
-from fe_world import AGENT_KEY, COOKIE_KEY, VIP
+import fe_world
 
+from bench import fe_world as shared
+from bench.fe_world import COOKIE_KEY, MS, T0, VIP, S, cookie_isn, fe_config, leg_base
 from miresga_core import cookie
 from miresga_core.api import Address
-from miresga_core.config import parse_config
 from miresga_core.dpdk.decider import ProgramDecider
-from miresga_core.frontend import Frontend, FrontendConfig, VipParams, trace
+from miresga_core.frontend import Frontend, trace
 from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, RST, SYN, Segment, seq_add
 from miresga_core.frontend.state import Transmit
-from miresga_core.wire import option
 
-S = 10**9
-MS = 10**6
-T0 = 1_800_000_000 * S
-
-# fe_world's listener plus a round-robin pool of two, so the compiled policy is exercised
-CONFIG = textwrap.dedent("""\
-    [[listeners]]
-    name = "web"
-    listen = "10.0.0.100:80"
-    default_pool = "blue"
-    [[listeners.routes]]
-    pool = "green"
-    match = { path = { prefix = "/green" } }
-    [[listeners.routes]]
-    pool = "pinned"
-    offload = "pin"
-    match = { path = { prefix = "/ws" } }
-    [[listeners.routes]]
-    pool = "blue"
-    offload = "none"
-    match = { path = { prefix = "/slow" } }
-    [pools.blue]
-    backends = [{ address = "10.0.2.1:8080" }, { address = "10.0.2.4:8080" }]
-    [pools.green]
-    backends = [{ address = "10.0.2.2:8080" }]
-    [pools.pinned]
-    backends = [{ address = "10.0.2.3:8080" }]
-""")
-
-FC = dict(max_head=3000, syn_rto_ns=S, syn_retries=2, idle_timeout_ns=40 * S,
-          offloaded_idle_timeout_ns=90 * S, close_grace_ns=2 * S)
-
-
-def fe_config(pool_affinity: bool = False) -> FrontendConfig:
-    return FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **FC,
-                          pool_affinity=pool_affinity)
-
-
-_COMPILED: list[tuple[object, str, ProgramDecider]] = []
-
+# fe_world's configuration with a second backend in "blue", so the compiled round-robin
+# policy is exercised
+CONFIG = fe_world.CONFIG.replace('backends = [{ address = "10.0.2.1:8080" }]',
+                                 'backends = [{ address = "10.0.2.1:8080" }, '
+                                 '{ address = "10.0.2.4:8080" }]')
 
 # the same with one backend per pool: every decision is independent of the route count
 # (round-robin state), so per flow the outputs do not depend on how flows are sharded
-CONFIG_ONE_BACKEND = CONFIG.replace(', { address = "10.0.2.4:8080" }', "")
+CONFIG_ONE_BACKEND = fe_world.CONFIG
+
+_COMPILED: list[tuple[object, str, ProgramDecider]] = []
 
 
 def decider(registry, config: str = CONFIG) -> ProgramDecider:
     """A fresh decider (its route counter at 0); the program is compiled once."""
     d = next((d for r, c, d in _COMPILED if r is registry and c == config), None)
     if d is None:
-        d = ProgramDecider.from_config(parse_config(config, registry), "web", registry)
+        d = shared.decider(registry, config)
         _COMPILED.append((registry, config, d))
     return ProgramDecider(d.program, d.pools)
 
@@ -88,7 +54,7 @@ def decider(registry, config: str = CONFIG) -> ProgramDecider:
 def machine(registry, shards: int = 1, config: str = CONFIG, pool_affinity: bool = False):
     """The reference machine, or ``shards`` of them behind the multi-lcore steering."""
     def one() -> Frontend:
-        return Frontend(fe_config(pool_affinity), decider(registry, config),
+        return Frontend(fe_config(pool_affinity=pool_affinity), decider(registry, config),
                         cookie.CookieSecrets(COOKIE_KEY))
     if shards == 1:
         return one()
@@ -164,9 +130,7 @@ class World:
             src = Address(s.src, s.sport)
             dst = Address(s.dst, s.dport)
             if s.has(SYN) and s.options:
-                opt = option.verify(s.options, (AGENT_KEY, None), saddr=s.src, daddr=s.dst,
-                                    sport=s.sport, dport=s.dport, seq=s.seq)
-                lg = Lg(src, dst, opt.seq_base, seq_add(s.seq, 1))
+                lg = Lg(src, dst, leg_base(s), seq_add(s.seq, 1))
                 self.legs[(src, dst)] = lg
                 self.pending.append(lg)
             elif src == VIP:
@@ -195,8 +159,7 @@ class World:
         ws = self.rng.choice((None, 0, 7, 14))
         isn = self.rng.randrange(1 << 32)
         slot = cookie.slot_at(self.now) - self.rng.choice((0, 0, 0, 1, 2))
-        ck = cookie.encode(COOKIE_KEY, addr.host, addr.port, VIP.host, VIP.port, slot,
-                           cookie.mss_class(mss), ws, self.rng.random() < 0.7)
+        ck = cookie_isn(addr, slot, mss, ws, self.rng.random() < 0.7)
         if self.rng.random() < 0.08:
             ck ^= 1 << self.rng.randrange(23)  # a forged cookie
         c = Cl(addr, ck, seq_add(isn, 1), seq_add(ck, 1))

@@ -3,7 +3,8 @@
 The client's packets are built as the switch would deliver them (client -> VIP after a
 cookie handshake); the backend's packets as the agent emits them (seq already translated
 to the switch's space). The decider is the real one: the http1 parser plugin's prototype
-and the core Router over a config with two pools.
+and the core Router over a config with three pools. The addresses, keys, clock and
+listener are bench/fe_world.py's, which the packets/s bench shares.
 """
 
 from __future__ import annotations
@@ -11,30 +12,18 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
+from bench.fe_world import COOKIE_KEY, LISTENER, T0, VIP, S, cookie_isn, frontend_config, leg_base
 from miresga_core import cookie
 from miresga_core.api import Address
 from miresga_core.config import parse_config
-from miresga_core.frontend import (
-    Frontend,
-    FrontendConfig,
-    RouterDecider,
-    VipParams,
-    make_core_decider,
-)
+from miresga_core.frontend import Frontend, RouterDecider, make_core_decider
 from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, RST, SYN, Segment, seq_add
 from miresga_core.frontend.state import Action, Offload, Transmit, Unoffload
 from miresga_core.routing import Router, pool_states
-from miresga_core.wire import option
 
-CONFIG = textwrap.dedent("""\
-    [[listeners]]
-    name = "web"
-    listen = "10.0.0.100:80"
-    default_pool = "blue"
-    [[listeners.routes]]
-    pool = "green"
-    match = { path = { prefix = "/green" } }
+# the shared listener plus a pinned route and an unoffloaded one; one backend per pool
+CONFIG = LISTENER + textwrap.dedent("""\
     [[listeners.routes]]
     pool = "pinned"
     offload = "pin"
@@ -51,13 +40,8 @@ CONFIG = textwrap.dedent("""\
     backends = [{ address = "10.0.2.3:8080" }]
 """)
 
-VIP = Address("10.0.0.100", 80)
 BLUE, GREEN, PINNED = (Address("10.0.2.1", 8080), Address("10.0.2.2", 8080),
                        Address("10.0.2.3", 8080))
-AGENT_KEY = bytes(range(16))
-COOKIE_KEY = bytes.fromhex("0102030405060708")
-T0 = 1_800_000_000 * 10**9  # unix ns
-S = 10**9
 B_ISN_SHIFT = 0  # the agent translates the backend's seq to the base: SYN-ACK seq == base
 
 
@@ -79,8 +63,7 @@ def make_frontend(registry, prefer: str = "prototype", **kw) -> Frontend:
         decider = RouterDecider(registry.parsers["http1"](), router)
     else:
         decider = make_core_decider(config, config.listeners[0], registry, router, prefer)
-    fc = FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None), **kw)
-    return Frontend(fc, decider, cookie.CookieSecrets(COOKIE_KEY))
+    return Frontend(frontend_config(**kw), decider, cookie.CookieSecrets(COOKIE_KEY))
 
 
 def segs(actions: list[Action]) -> list[Segment]:
@@ -108,9 +91,8 @@ class Client:
     log: list[Action] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.cookie_isn = cookie.encode(COOKIE_KEY, self.addr.host, self.addr.port, VIP.host,
-                                        VIP.port, cookie.slot_at(self.now),
-                                        cookie.mss_class(self.mss), self.wscale, self.sack)
+        self.cookie_isn = cookie_isn(self.addr, cookie.slot_at(self.now), self.mss,
+                                     self.wscale, self.sack)
         self.seq = seq_add(self.isn, 1)
         self.ack = seq_add(self.cookie_isn, 1)
 
@@ -145,9 +127,7 @@ class Backend:
 
     @classmethod
     def from_syn(cls, client: Client, syn: Segment) -> Backend:
-        opt = option.verify(syn.options, (AGENT_KEY, None), saddr=syn.src, daddr=syn.dst,
-                            sport=syn.sport, dport=syn.dport, seq=syn.seq)
-        return cls(client, Address(syn.dst, syn.dport), opt.seq_base, seq_add(syn.seq, 1))
+        return cls(client, Address(syn.dst, syn.dport), leg_base(syn), seq_add(syn.seq, 1))
 
     def seg(self, flags: int, payload: bytes = b"", *, seq: int | None = None,
             ack: int | None = None, options: bytes = b"") -> bytes:

@@ -240,13 +240,11 @@ OTHER_BLUE = Address("10.0.2.9", 8080)
 
 
 def _second_request(affinity: bool, path: str):
-    from fe_world import AGENT_KEY, COOKIE_KEY
+    from bench.fe_world import COOKIE_KEY, frontend_config
+    from miresga_core.frontend.machine import Frontend
 
-    from miresga_core.frontend.machine import Frontend, FrontendConfig, VipParams
-
-    fc = FrontendConfig({VIP: VipParams(wscale=7, mss=1460)}, (AGENT_KEY, None),
-                        pool_affinity=affinity)
-    fe = Frontend(fc, Alternating(), cookie.CookieSecrets(COOKIE_KEY))
+    fe = Frontend(frontend_config(pool_affinity=affinity), Alternating(),
+                  cookie.CookieSecrets(COOKIE_KEY))
     c = Client(fe)
     first = established(c)
     first.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

@@ -28,6 +28,7 @@ import pytest
 
 from miresga_core.demo import body_bytes
 from miresga_core.harness import LoadBalancer, free_port, serving
+from tests.kernel.rawserver import RawBackend
 
 pytestmark = pytest.mark.slow
 
@@ -73,50 +74,6 @@ health = {{ kind = "tcp", interval = 0.2, timeout = 0.2, fall = 1, passive = fal
 
 NAMES = ["w1", "w2", "a1", "s1"]
 SIZES = [0, 1, 1000, 16383, 16384, 65536, 300_000, 1 << 20]
-
-
-class RawBackend:
-    """A backend that answers every request head with ``reply(request_number)``: bytes,
-    then closes when the reply says so. For framings the demo servers never produce."""
-
-    def __init__(self, reply: Callable[[int], tuple[bytes, bool]]) -> None:
-        self.reply = reply
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        self.last = b""  # the last request head received
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn: socket.socket) -> None:
-        with conn:
-            buf = b""
-            for _ in range(1000):  # bounded: requests per connection
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                self.last, buf = buf.split(b"\r\n\r\n", 1)
-                self.count += 1
-                data, close = self.reply(self.count)
-                for part in data.split(b"<pause>"):
-                    conn.sendall(part)
-                    time.sleep(0.03)
-                if close:
-                    return
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # wakes the accept() (close alone would not)
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
 
 def _read_to_close(sock: socket.socket, seconds: float = 5) -> bytes:

@@ -3,6 +3,7 @@ Python engine otherwise, with the reason (what `serve` logs and `miresga check` 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from miresga_core.config import parse_config
+from miresga_core.kernel import native
+from miresga_core.kernel.master import Master
 from miresga_core.kernel.plugin import KernelOptions, choose_engine
 from miresga_core.plugins import get_plugin_manager, registry_from
 
@@ -36,7 +39,8 @@ def _choose(registry, dataplane: str = "", protocol: str = "http1",
             policy: str = "round-robin", options: str = "") -> tuple[str, str]:
     text = BASE.format(dataplane=dataplane, protocol=protocol, policy=policy, options=options)
     config = parse_config(text, registry)
-    return choose_engine(config, registry, config.dataplane.options or KernelOptions())
+    choice = choose_engine(config, registry, config.dataplane.options or KernelOptions())
+    return choice.engine, choice.reason
 
 
 def test_default_is_auto():
@@ -63,6 +67,25 @@ def test_what_only_the_python_engine_does_keeps_it(registry, kwargs, reason):
 
 def test_explicit_engine_is_kept(registry):
     assert _choose(registry, '[dataplane.kernel]\nengine = "python"') == ("python", "configured")
+
+
+@pytest.mark.parametrize("dataplane", ["", '[dataplane.kernel]\nengine = "native"'])
+def test_the_master_runs_the_worker_built_once(registry, tmp_path, monkeypatch, dataplane):
+    """``auto`` builds the native worker to know it runs here and hands it to the master;
+    a configured ``native`` leaves the build to the master. Either way: one build, and the
+    master runs what it gave."""
+    fake = tmp_path / "miresga-kw"
+    fake.write_text("#!/bin/sh\nexit 0\n")  # passes the master's --check of the plan
+    fake.chmod(0o755)
+    builds = []
+    monkeypatch.setattr(native, "build_worker", lambda: builds.append(fake) or fake)
+    config = parse_config(BASE.format(dataplane=dataplane, protocol="http1",
+                                      policy="round-robin", options=""), registry)
+    choice = choose_engine(config, registry, config.dataplane.options or KernelOptions())
+    master = Master(config, registry, 1, False, engine=choice.engine, binary=choice.binary)
+    assert master.native is not None
+    shutil.rmtree(Path(master.native[1]).parent)
+    assert choice.engine == "native" and builds == [fake] and master.native[0] == fake
 
 
 def test_check_prints_the_engine(tmp_path: Path):

@@ -26,6 +26,7 @@ from miresga_core.kernel import worker
 from miresga_core.kernel.shell import ClientConnection, ConnectionPool
 from miresga_core.kernel.splice import open_splicer, queued_bytes
 from miresga_core.kernel.splice_layout import render_header
+from tests.kernel.rawserver import PAUSE, RawBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = {"web-1": 22201, "api-1": 22202}
@@ -268,47 +269,12 @@ def test_queued_bytes_knows_a_reset_socket() -> None:
             time.sleep(0.01)
 
 
-class PacedBackend:
-    """Answers every request with a head, waits 30 ms, then sends the body: the head
-    arrives alone, the body later (the program must follow a response across skbs)."""
-
-    def __init__(self, port: int, size: int) -> None:
-        self.size = size
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn: socket.socket) -> None:
-        with conn:
-            buf = b""
-            for _ in range(1000):  # bounded: requests per connection
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                buf = buf.split(b"\r\n\r\n", 1)[1]
-                conn.sendall(b"HTTP/1.1 200 OK\r\nx-backend: web-1\r\ncontent-length: "
-                             + str(self.size).encode() + b"\r\n\r\n")
-                time.sleep(0.03)
-                conn.sendall(body_bytes(self.size))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.mark.root
 def test_sockmap_body_never_reaches_user_space(tmp_path: Path) -> None:
     size = 1 << 20
-    backend = PacedBackend(22221, size)
+    # the head alone, the body 30 ms later: the program must follow a response across skbs
+    head = b"HTTP/1.1 200 OK\r\nx-backend: web-1\r\ncontent-length: %d\r\n\r\n" % size
+    backend = RawBackend(lambda n: (head + PAUSE + body_bytes(size), False), 22221)
     try:
         with LoadBalancer(tmp_path, "sockmap", 22215, web=22221) as lb:
             conn = http.client.HTTPConnection("127.0.0.1", 22215, timeout=10)
