@@ -28,6 +28,18 @@ Two key slots (KEY_SLOT flag) let the controller rotate the secret without a gap
 The rewrite the agent performs (12 bytes, so the SYN shrinks by 8 and data offset 10 -> 8)::
 
     MSS(2,4,mss) | NOP,WS(3,3,client_ws) or 4xNOP | NOP,NOP,SACK_OK(4,2) or 4xNOP
+
+Timestamps (RFC 7323). When the client's connection negotiated timestamps (the switch's
+SYN-ACK echoed the client's SYN timestamp), the forged SYN carries a *trailer* after the
+Miresga option: NOP,NOP,TS(8,10,TSval,TSecr) (12 bytes; data offset 13). TSval is the
+client's latest TSval; TSecr (meaningless in a SYN, RFC 7323 3.2) carries ``ts_base``:
+the client's latest TSecr, i.e. the last timestamp of ours the client accepted. The
+agent keeps ``ts_base``, rewrites the Miresga option as above, turns option bytes 12..19
+into NOPs (no shrink: the SYN keeps data offset 13) and zeroes the TSecr. It then
+translates the backend's timestamps into the client's view: the SYN-ACK teaches
+``ts_delta`` = ts_base - the SYN-ACK's TSval; every backend segment's TSval gets
++ts_delta (so the client's PAWS check sees them continue from what it accepted), every
+client segment's TSecr gets -ts_delta (so the backend's RTT samples are its own clock).
 """
 
 from __future__ import annotations
@@ -41,8 +53,9 @@ from .siphash import siphash24
 
 __all__ = [
     "EXID", "FLAG_KEY_SLOT", "FLAG_SACK_OK", "FLAG_WSCALE_OK", "KIND", "LENGTH",
-    "REWRITE_LENGTH", "VERSION", "WSCALE_MAX", "MiresgaOption", "OptionError",
-    "c_constants", "compute_tag", "decode", "encode", "rewrite_options", "verify",
+    "REWRITE_LENGTH", "TS_TRAILER_LENGTH", "VERSION", "WSCALE_MAX", "MiresgaOption",
+    "OptionError", "c_constants", "compute_tag", "decode", "encode", "rewrite_options",
+    "split_syn_options", "ts_trailer", "verify",
 ]
 
 KIND = 254
@@ -56,6 +69,10 @@ WSCALE_MAX = 14  # RFC 7323
 REWRITE_LENGTH = 12
 TAG_OFFSET = 12
 MSG_LENGTH = 24
+TS_KIND = 8  # RFC 7323 timestamps option
+TS_LENGTH = 10
+TS_TRAILER = bytes([1, 1, TS_KIND, TS_LENGTH])  # NOP, NOP, kind, length: Linux's layout
+TS_TRAILER_LENGTH = 12
 
 _FIXED = struct.Struct("!BBHBBHI")  # kind, len, exid, ver|flags, wscales, mss, seq_base
 
@@ -154,6 +171,24 @@ def rewrite_options(opt: MiresgaOption) -> bytes:
     return mss + ws + sack
 
 
+def ts_trailer(tsval: int, ts_base: int) -> bytes:
+    """The 12 bytes after the Miresga option in a forged SYN of a timestamped connection."""
+    return TS_TRAILER + struct.pack("!II", tsval & 0xFFFFFFFF, ts_base & 0xFFFFFFFF)
+
+
+def split_syn_options(options: bytes) -> tuple[bytes, tuple[int, int] | None]:
+    """A forged SYN's options: (the Miresga option's 20 bytes, (TSval, ts_base) of its
+    timestamp trailer or None). OptionError when the layout is neither form."""
+    if len(options) == LENGTH:
+        return bytes(options), None
+    if len(options) == LENGTH + TS_TRAILER_LENGTH and options[LENGTH:LENGTH + 4] == TS_TRAILER:
+        tsval, base = struct.unpack_from("!II", options, LENGTH + 4)
+        return bytes(options[:LENGTH]), (tsval, base)
+    raise OptionError(f"forged SYN options of {len(options)} bytes: want the Miresga option "
+                      f"alone ({LENGTH}) or with a timestamp trailer "
+                      f"({LENGTH + TS_TRAILER_LENGTH})")
+
+
 def c_constants() -> list[tuple[str, int, str]]:
     """(NAME, value, meaning) for the generated C header."""
     return [
@@ -169,4 +204,8 @@ def c_constants() -> list[tuple[str, int, str]]:
         ("MIRESGA_OPT_MSG_LEN", MSG_LENGTH, "bytes hashed for the tag"),
         ("MIRESGA_OPT_REWRITE_LEN", REWRITE_LENGTH, "standard option bytes written back"),
         ("MIRESGA_OPT_SHRINK", LENGTH - REWRITE_LENGTH, "bytes the SYN loses"),
+        ("MIRESGA_OPT_TS_TRAILER_LEN", TS_TRAILER_LENGTH,
+         "NOP,NOP,TS(8,10,TSval,ts_base) after the option"),
+        ("MIRESGA_OPT_TS_KIND", TS_KIND, "RFC 7323 timestamps option kind"),
+        ("MIRESGA_OPT_TS_LEN", TS_LENGTH, "timestamps option length"),
     ]
