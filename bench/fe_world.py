@@ -88,5 +88,6 @@ def cookie_isn(client: Address, slot: int, mss: int | None = 1460, wscale: int |
 def leg_base(syn: Segment) -> int:
     """The server-side sequence base a forged SYN carries, verified with the agent's key as
     the agent does before it answers the SYN."""
-    return option.verify(syn.options, (AGENT_KEY, None), saddr=syn.src, daddr=syn.dst,
+    miresga, _ts = option.split_syn_options(syn.options)
+    return option.verify(miresga, (AGENT_KEY, None), saddr=syn.src, daddr=syn.dst,
                          sport=syn.sport, dport=syn.dport, seq=syn.seq).seq_base

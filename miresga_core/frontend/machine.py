@@ -201,6 +201,7 @@ class Frontend:
         if seq_diff(seg.ack, conn.ack) > 0:
             conn.ack = seg.ack
         conn.window = seg.window
+        _note_timestamps(conn, seg)
         d = seq_diff(seg.seq, conn.next_seq)
         if d > 0:
             self.counters["out_of_order"] += 1  # the client resends it in order
@@ -350,7 +351,7 @@ class Frontend:
     def _open_leg(self, conn: Conn, d: Decision, now: int, out: list[Action]) -> Leg:
         start = seq_add(conn.next_seq, -len(conn.pending))
         leg = Leg(d.backend, d.mode, start, seq_add(conn.ack, -1), sent_upto=start,
-                  syn_deadline=now + self.config.syn_rto_ns, pool=d.pool)
+                  syn_deadline=now + self.config.syn_rto_ns, pool=d.pool, ts=conn.ts)
         conn.leg = leg
         self.legs[(conn.client, leg.backend)] = (conn, leg)
         self.old_legs.pop((conn.client, leg.backend), None)
@@ -369,6 +370,8 @@ class Frontend:
         syn_seq = seq_add(leg.start_seq, -1)
         raw = option.encode(opt, key=key, saddr=conn.client.host, daddr=leg.backend.host,
                             sport=conn.client.port, dport=leg.backend.port, seq=syn_seq)
+        if leg.ts is not None:  # the agent continues the client's timestamps from ts_base
+            raw += option.ts_trailer(*leg.ts)
         window = min(0xFFFF, conn.window << (info.wscale or 0)) or 0xFFFF
         self._emit(out, Segment(conn.client.host, leg.backend.host, conn.client.port,
                                 leg.backend.port, syn_seq, 0, SYN, window, options=raw))
@@ -552,19 +555,36 @@ class Frontend:
         out.append(Transmit(seg.encode()))
 
 
-def _mss_option(options: bytes) -> int | None:
-    """The MSS option of a SYN-ACK, if any."""
+def _find_option(options: bytes, kind: int, length: int) -> int | None:
+    """Offset of the first option ``kind`` of exactly ``length`` bytes, or None."""
     i = 0
     while i < len(options):
-        kind = options[i]
-        if kind == 0:
+        k = options[i]
+        if k == 0:
             break
-        if kind == 1:
+        if k == 1:
             i += 1
             continue
         if i + 1 >= len(options) or options[i + 1] < 2:
             break
-        if kind == 2 and options[i + 1] == 4 and i + 4 <= len(options):
-            return int(struct.unpack_from("!H", options, i + 2)[0])
+        if k == kind and options[i + 1] == length and i + length <= len(options):
+            return i
         i += options[i + 1]
     return None
+
+
+def _mss_option(options: bytes) -> int | None:
+    """The MSS option of a SYN-ACK, if any."""
+    at = _find_option(options, 2, 4)
+    return None if at is None else int(struct.unpack_from("!H", options, at + 2)[0])
+
+
+def _note_timestamps(conn: Conn, seg: Segment) -> None:
+    """Keep the client's newest (TSval, TSecr): a new leg's forged SYN carries them, its
+    TSecr being the last timestamp of ours the client accepted (RFC 7323 TS.Recent)."""
+    at = _find_option(seg.options, option.TS_KIND, option.TS_LENGTH)
+    if at is None:
+        return
+    val, ecr = struct.unpack_from("!II", seg.options, at + 2)
+    if conn.ts is None or seq_diff(val, conn.ts[0]) >= 0:
+        conn.ts = (val, ecr)

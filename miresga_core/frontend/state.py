@@ -76,6 +76,7 @@ class Leg:
     syn_deadline: int = 0
     fin_sent: bool = False
     pool: str = ""  # the pool the decision that opened it named
+    ts: tuple[int, int] | None = None  # (TSval, ts_base) its forged SYN carries
 
 
 @dataclass(eq=False)
@@ -101,3 +102,5 @@ class Conn:
     backend_fin: bool = False
     closed_ns: int | None = None
     offloaded: bool = False
+    # the client's latest (TSval, TSecr), when its connection negotiated timestamps
+    ts: tuple[int, int] | None = None

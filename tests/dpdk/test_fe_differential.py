@@ -40,6 +40,7 @@ def affinity(seed: int) -> bool:
 def test_generated_traces_are_identical(registry):
     total: dict[str, int] = {}
     packets = 0
+    syn_forms: Counter[int] = Counter()  # forged SYN option lengths: 20, or 32 with TS
     for seed in range(SEEDS):
         want: dict[str, int] = {}
         events = tracegen.generate(registry, seed, STEPS, want, pool_affinity=affinity(seed))
@@ -51,12 +52,22 @@ def test_generated_traces_are_identical(registry):
         assert cf.oom == 0
         assert cf.nconns == 0 and cf.nlegs == 0  # the final expiry forgot everything
         packets += sum("in" in e for e in events)
+        syn_forms.update(_forged_syn_option_lengths(events))
     assert packets >= 10_000
+    assert syn_forms[20] >= 50 and syn_forms[32] >= 50, syn_forms
     # the corpus reaches every path the reference counts
     assert [n for n in COUNTER_NAMES if not total.get(n)] == []
     assert total["leg_switched"] >= 10 and total["retransmit_fwd"] >= 10
     assert total["leg_kept"] >= 5
     assert total["syn_retransmit"] >= 10 and total["offload"] >= 100
+
+
+def _forged_syn_option_lengths(events: list[dict]) -> list[int]:
+    from miresga_core.frontend import packet as P
+
+    syns = (P.parse(bytes.fromhex(o["transmit"])) for e in events for o in e["out"]
+            if "transmit" in o)
+    return [len(s.options) for s in syns if s.has(P.SYN) and not s.has(P.ACK)]
 
 
 def test_replay_is_not_vacuous(registry):

@@ -28,6 +28,7 @@ from miresga_core.frontend import Frontend, trace
 from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, RST, SYN, Segment, seq_add
 from miresga_core.frontend.state import Transmit
+from miresga_core.wire import option
 
 # fe_world's configuration with a second backend in "blue", so the compiled round-robin
 # policy is exercised
@@ -92,6 +93,7 @@ class Cl:
     history: list[bytes] = field(default_factory=list)
     finned: bool = False
     held: list[bytes] = field(default_factory=list)  # reordered: sent later
+    ts: int | None = None  # the client's TSval clock, when it uses timestamps
 
 
 @dataclass
@@ -144,7 +146,18 @@ class World:
              ack: int | None = None) -> bytes:
         return Segment(c.addr.host, VIP.host, c.addr.port, VIP.port,
                        c.seq if seq is None else seq, c.rcv if ack is None else ack, flags,
-                       self.rng.choice((502, 0, 65535)), payload=payload).encode()
+                       self.rng.choice((502, 0, 65535)), options=self.ts_option(c),
+                       payload=payload).encode()
+
+    def ts_option(self, c: Cl) -> bytes:
+        """A timestamped client's clock ticks on; now and then a segment carries an
+        older TSval (reordered) or sits behind other options."""
+        if c.ts is None:
+            return b""
+        c.ts = (c.ts + self.rng.randrange(0, 3)) & 0xFFFFFFFF
+        val = c.ts - 5 if self.rng.random() < 0.1 else c.ts
+        ts = option.ts_trailer(val, self.rng.randrange(1 << 32))
+        return ts if self.rng.random() < 0.9 else b"\x01\x01\x04\x02" + ts
 
     # ---------------------------------------------------------------- actions
 
@@ -163,6 +176,8 @@ class World:
         if self.rng.random() < 0.08:
             ck ^= 1 << self.rng.randrange(23)  # a forged cookie
         c = Cl(addr, ck, seq_add(isn, 1), seq_add(ck, 1))
+        if self.rng.random() < 0.5:
+            c.ts = self.rng.randrange(1 << 32)  # this client negotiated timestamps
         self.clients.append(c)
         if self.rng.random() < 0.5:
             self.feed(self.cseg(c, ACK))

@@ -21,6 +21,7 @@ from miresga_core.frontend import packet as P
 from miresga_core.frontend.packet import ACK, FIN, PSH, RST, SYN, Segment, seq_add
 from miresga_core.frontend.state import Action, Offload, Transmit, Unoffload
 from miresga_core.routing import Router, pool_states
+from miresga_core.wire import option
 
 # the shared listener plus a pinned route and an unoffloaded one; one backend per pool
 CONFIG = LISTENER + textwrap.dedent("""\
@@ -89,6 +90,7 @@ class Client:
     ack: int = 0
     cookie_isn: int = 0
     log: list[Action] = field(default_factory=list)
+    ts: tuple[int, int] | None = None  # (TSval, TSecr) the segments carry, if any
 
     def __post_init__(self) -> None:
         self.cookie_isn = cookie_isn(self.addr, cookie.slot_at(self.now), self.mss,
@@ -100,7 +102,14 @@ class Client:
             ack: int | None = None, window: int = 502) -> bytes:
         return Segment(self.addr.host, VIP.host, self.addr.port, VIP.port,
                        self.seq if seq is None else seq, self.ack if ack is None else ack,
-                       flags, window, payload=payload).encode()
+                       flags, window, options=self.ts_option(),
+                       payload=payload).encode()
+
+    def ts_option(self) -> bytes:
+        """NOP,NOP,TS(TSval, TSecr) on every segment when ``ts`` is set (RFC 7323)."""
+        if self.ts is None:
+            return b""
+        return option.ts_trailer(*self.ts)  # the same bytes Linux puts first
 
     def send(self, flags: int = ACK, payload: bytes = b"", advance: bool = True,
              **kw) -> list[Action]:

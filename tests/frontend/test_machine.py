@@ -118,6 +118,32 @@ def test_request_buffered_across_segments_then_one_forged_syn(fe):
     assert offloads(out) == []
 
 
+def test_forged_syn_carries_the_clients_timestamps_frozen_for_retransmissions(fe):
+    """RFC 7323: the client's newest TSval and its TSecr (the last timestamp of ours it
+    accepted: the agent continues the backend's timestamps from there) ride in the
+    trailer after the Miresga option; a retransmitted SYN is the same bytes."""
+    c = Client(fe, ts=(1000, 77))
+    assert c.send(ACK) == []
+    c.ts = (900, 50)  # older: reordered, not newer than what the front-end has
+    assert c.request(get("/")[:5]) == []
+    c.ts = (1005, 80)
+    out = c.request(get("/")[5:])
+    (syn,) = segs(out)
+    miresga, ts = option.split_syn_options(syn.options)
+    assert ts == (1005, 80) and len(syn.options) == 32
+    option.verify(miresga, (bytes(range(16)), None), saddr=syn.src, daddr=syn.dst,
+                  sport=syn.sport, dport=syn.dport, seq=syn.seq)
+    c.ts = (2000, 99)
+    c.send(ACK)
+    assert [a.packet for a in fe.expire(T0 + S)] == [out[0].packet]
+
+
+def test_forged_syn_has_no_timestamps_when_the_client_has_none(fe):
+    c = Client(fe)
+    _b, out = open_leg(c, get("/"))
+    assert option.split_syn_options(segs(out)[0].options)[1] is None
+
+
 def test_forged_syn_carries_no_wscale_no_sack_when_client_offered_none(fe):
     c = Client(fe, wscale=None, sack=False, mss=536)
     _b, _ = open_leg(c, get("/"))

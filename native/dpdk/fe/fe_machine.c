@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../xdp/generated/cookie_layout.h"
+#include "../../xdp/miresga_option.h"
 #include "../vm/mvm.h"
 #include "fe_table.h"
 #include "fe_wire.h"
@@ -38,7 +39,8 @@ struct fe_vip {
 struct fe_leg {
 	uint32_t bip;
 	uint16_t bport, pool;
-	uint8_t mode, state, fin_sent;
+	uint8_t mode, state, fin_sent, has_ts;
+	uint32_t ts_val, ts_base;  /* the forged SYN's timestamp trailer (with has_ts) */
 	uint32_t start_seq, base, sent_upto, mss;
 	struct fe_buf held;
 	int64_t syn_tries, syn_deadline;
@@ -57,6 +59,8 @@ struct fe_conn {
 	struct fe_buf pending;
 	struct fe_leg leg;
 	uint8_t has_leg, has_dispatch_ack, client_fin, backend_fin, offloaded, alive, has_closed;
+	uint8_t has_ts;
+	uint32_t ts_val, ts_ecr;  /* the client's newest timestamps (with has_ts) */
 };
 
 struct mfe {
@@ -384,7 +388,7 @@ static void emit_split(struct mfe *m, const struct fe_seg *seg, uint32_t mss)
 static void send_syn(struct mfe *m, struct fe_conn *c)
 {
 	struct fe_leg *l = &c->leg;
-	uint8_t opt[20];
+	uint8_t opt[MIRESGA_OPT_LEN + MIRESGA_OPT_TS_TRAILER_LEN];
 	uint32_t syn_seq = l->start_seq - 1;
 	int ws = c->info.wscale < 0 ? 0 : c->info.wscale;
 	uint64_t win = (uint64_t)c->window << ws;
@@ -399,7 +403,11 @@ static void send_syn(struct mfe *m, struct fe_conn *c)
 		win = 0xffff;
 	s = mkseg(c->cip, l->bip, c->cport, l->bport, syn_seq, 0, FE_SYN, (uint16_t)win);
 	s.opts = opt;
-	s.opts_len = sizeof(opt);
+	s.opts_len = MIRESGA_OPT_LEN;
+	if (l->has_ts) {  /* the agent continues the client's timestamps from ts_base */
+		fe_ts_trailer(opt + MIRESGA_OPT_LEN, l->ts_val, l->ts_base);
+		s.opts_len += MIRESGA_OPT_TS_TRAILER_LEN;
+	}
 	emit(m, &s);
 	m->c[FE_C_SYN_SENT]++;
 }
@@ -416,6 +424,9 @@ static void open_leg(struct mfe *m, struct fe_conn *c, const struct fe_decision 
 	l->bport = d->bport;
 	l->mode = d->mode;
 	l->pool = d->pool;
+	l->has_ts = c->has_ts;
+	l->ts_val = c->ts_val;
+	l->ts_base = c->ts_ecr;
 	l->start_seq = start;
 	l->base = c->ack - 1;
 	l->state = LEG_SYN_SENT;
@@ -727,6 +738,20 @@ static void client_old(struct mfe *m, struct fe_conn *c, const struct fe_seg *se
 	}
 }
 
+/* Keep the client's newest (TSval, TSecr) (machine.py _note_timestamps). */
+static void note_timestamps(struct fe_conn *c, const struct fe_seg *seg)
+{
+	uint32_t val, ecr;
+
+	if (!fe_ts_option(seg->opts, seg->opts_len, &val, &ecr))
+		return;
+	if (!c->has_ts || fe_seq_diff(val, c->ts_val) >= 0) {
+		c->has_ts = 1;
+		c->ts_val = val;
+		c->ts_ecr = ecr;
+	}
+}
+
 static void client_rst(struct mfe *m, struct fe_conn *c, const struct fe_seg *seg)
 {
 	m->c[FE_C_RST_CLIENT]++;
@@ -794,6 +819,7 @@ static void client_seg(struct mfe *m, const struct fe_seg *seg, uint32_t cip, ui
 	if (fe_seq_diff(seg->ack, c->ack) > 0)
 		c->ack = seg->ack;
 	c->window = seg->window;
+	note_timestamps(c, seg);
 	d = fe_seq_diff(seg->seq, c->next_seq);
 	if (d > 0) {
 		m->c[FE_C_OUT_OF_ORDER]++;

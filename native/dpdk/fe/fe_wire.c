@@ -193,7 +193,9 @@ void fe_option_encode(uint8_t out[20], const uint8_t key[16], uint32_t seq_base,
 		out[MIRESGA_OPT_TAG_OFF + i] = (uint8_t)(tag >> (8 * i));
 }
 
-uint16_t fe_mss_option(const uint8_t *o, uint32_t len)
+/* Offset of the first option `kind` of exactly `olen` bytes, or -1 (frontend/machine.py
+ * _find_option). */
+static int find_option(const uint8_t *o, uint32_t len, uint8_t kind, uint8_t olen)
 {
 	uint32_t i = 0;
 
@@ -206,9 +208,37 @@ uint16_t fe_mss_option(const uint8_t *o, uint32_t len)
 		}
 		if (i + 1 >= len || o[i + 1] < 2)
 			break;
-		if (o[i] == 2 && o[i + 1] == 4 && i + 4 <= len)
-			return rd16(o + i + 2);
+		if (o[i] == kind && o[i + 1] == olen && i + olen <= len)
+			return (int)i;
 		i += o[i + 1];
 	}
-	return 0;
+	return -1;
+}
+
+uint16_t fe_mss_option(const uint8_t *o, uint32_t len)
+{
+	int at = find_option(o, len, 2, 4);
+
+	return at < 0 ? 0 : rd16(o + at + 2);
+}
+
+int fe_ts_option(const uint8_t *o, uint32_t len, uint32_t *val, uint32_t *ecr)
+{
+	int at = find_option(o, len, MIRESGA_OPT_TS_KIND, MIRESGA_OPT_TS_LEN);
+
+	if (at < 0)
+		return 0;
+	*val = rd32(o + at + 2);
+	*ecr = rd32(o + at + 6);
+	return 1;
+}
+
+void fe_ts_trailer(uint8_t out[MIRESGA_OPT_TS_TRAILER_LEN], uint32_t tsval, uint32_t ts_base)
+{
+	out[0] = 1;
+	out[1] = 1;
+	out[2] = MIRESGA_OPT_TS_KIND;
+	out[3] = MIRESGA_OPT_TS_LEN;
+	wr32(out + 4, tsval);
+	wr32(out + 8, ts_base);
 }

@@ -72,5 +72,9 @@ void fe_option_encode(uint8_t out[20], const uint8_t key[16], uint32_t seq_base,
 
 /* The MSS option of a SYN-ACK's options, or 0 when there is none. */
 uint16_t fe_mss_option(const uint8_t *opts, uint32_t len);
+/* The timestamps option (RFC 7323): 1 and *val, *ecr when present, else 0. */
+int fe_ts_option(const uint8_t *opts, uint32_t len, uint32_t *val, uint32_t *ecr);
+/* NOP,NOP,TS(tsval, ts_base): 12 bytes after the Miresga option (wire/option.py ts_trailer) */
+void fe_ts_trailer(uint8_t out[12], uint32_t tsval, uint32_t ts_base);
 
 #endif /* FE_WIRE_H */
