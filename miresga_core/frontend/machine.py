@@ -530,8 +530,9 @@ class Frontend:
         conn.pending.clear()
 
     def _emit_split(self, out: list[Action], seg: Segment, mss: int) -> None:
-        """Emit ``seg``, cut into MSS-sized segments (FIN/PSH stay on the last)."""
-        mss = max(64, mss)
+        """Emit ``seg``, cut into MSS-sized segments (FIN/PSH stay on the last). The MSS
+        counts the options too (RFC 6691): a timestamped segment carries 12 bytes less."""
+        mss = max(64, mss - len(seg.options))
         if len(seg.payload) <= mss:
             self._emit(out, seg)
             return

@@ -233,6 +233,8 @@ class World:
              ack: int | None = None, options: bytes = b"") -> bytes:
         if seq is None:
             seq = seq_add(lg.base, 1 + lg.sent)
+        if not options and self.rng.random() < 0.3:  # a timestamped backend leg
+            options = option.ts_trailer(self.rng.randrange(1 << 32), 0)
         return Segment(lg.backend.host, lg.client.host, lg.backend.port, lg.client.port,
                        seq, lg.start if ack is None else ack, flags, 65000,
                        options=options, payload=payload).encode()

@@ -514,6 +514,17 @@ def test_oversized_backend_segment_is_cut_to_client_mss(fe):
     assert parts[1].seq == seq_add(parts[0].seq, 1460)
 
 
+def test_cut_of_a_timestamped_segment_leaves_room_for_its_options(fe):
+    """RFC 6691: the MSS bounds payload + options; 12 option bytes, 1448 payload."""
+    c = Client(fe, mss=1460)
+    b = established(c)
+    ts = option.ts_trailer(5, 6)
+    out = fe.receive(b.seg(ACK | PSH, b"z" * 3000, options=ts), c.now)
+    parts = segs(out)
+    assert [len(s.payload) for s in parts] == [1448, 1448, 104]
+    assert all(s.options == ts for s in parts)
+
+
 @pytest.mark.parametrize("later", [1, 1 << cookie.SLOT_SHIFT])
 def test_client_port_reused_during_close_grace_is_a_new_connection(fe, later):
     """Same slot: the new connection has the very same cookie; next slot: another one."""

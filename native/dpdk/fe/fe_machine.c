@@ -366,6 +366,7 @@ static void emit_split(struct mfe *m, const struct fe_seg *seg, uint32_t mss)
 	struct fe_seg s = *seg;
 	uint32_t i;
 
+	mss = mss > seg->opts_len ? mss - seg->opts_len : 0;  /* RFC 6691: options count */
 	if (mss < 64)
 		mss = 64;
 	if (seg->payload_len <= mss) {
