@@ -260,6 +260,8 @@ def test_splice_timestamps(lab: Lab, server: object, body: bytes, secret: Path, 
         flows = [f for f in st["flows"] if f["client"] == f"{C_ADDR}:{peer.cport}"]
         assert flows and {"TS", "TS_DELTA"} <= set(flows[0]["flags"]), flows
         assert flows[0]["ts_base"] == peer.ts_base
+        text = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--status").stdout
+        assert f"ts_delta {flows[0]['ts_delta']:#x}" in text, text
         print(f"\n{mode}/tx-csum {tx_csum}/lossy {lossy}: {len(got)} B in "
               f"{r.seconds:.2f} s, {r.ts_segments} segments with TS, clock +"
               f"{r.ts_max_advance} ticks, {r.sack_acks} SACK ACKs; {ss_lines[0].strip()}")
