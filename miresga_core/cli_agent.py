@@ -69,7 +69,8 @@ def _print_status(st: Any, as_json: bool) -> None:
     for f in st.flows[:20]:
         print(f"    {f['client']} -> {f['backend']} {','.join(f['flags'])} "
               f"in {f['pkts_in']} pkts/{f['bytes_in']} B, out {f['pkts_out']} pkts/"
-              f"{f['bytes_out']} B")
+              f"{f['bytes_out']} B" + (f", ts_delta {f['ts_delta']:#x}"
+                                       if "TS_DELTA" in f["flags"] else ""))
 
 
 def run(args: argparse.Namespace) -> int:

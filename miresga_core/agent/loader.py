@@ -25,6 +25,7 @@ from ..bpf import (
     TC_EGRESS,
     BpfError,
     BpfObject,
+    Map,
     TcFilter,
     build_object,
     ensure_bpffs,
@@ -40,8 +41,10 @@ from ..bpf import (
 from ..errors import MiresgaError
 from .maps import AgentMaps
 from .shared import (
+    COUNTERS,
     DEFAULT_GRACE_S,
     DEFAULT_IDLE_TIMEOUT_S,
+    FLOW,
     MAP_CONFIG,
     MAP_COUNTERS,
     MAP_FLOWS,
@@ -102,6 +105,24 @@ def _ifindex(iface: str) -> int:
         raise MiresgaError(f"no network interface {iface!r} here") from None
 
 
+def _check_pinned_layout(pins: Path) -> None:
+    """Refuse maps pinned by an agent with another flow layout or counter set: the
+    verifier would reject the new programs (flow too short) or counters past the old
+    array's end would be lost silently."""
+    flows, counters = Map.from_pinned(pins / MAP_FLOWS), Map.from_pinned(pins / MAP_COUNTERS)
+    try:
+        got = (flows.value_size, counters.max_entries)
+    finally:
+        flows.close()
+        counters.close()
+    want = (FLOW.size, len(COUNTERS.names))
+    if got != want:
+        raise MiresgaError(
+            f"maps pinned under {pins} come from another agent version (flow {got[0]} B, "
+            f"{got[1]} counters; this agent: {want[0]} B, {want[1]}): detach first "
+            "(its flows are lost)")
+
+
 @dataclass
 class AgentStatus:
     """What ``miresga agent --status`` shows."""
@@ -125,6 +146,8 @@ def attach(iface: str, keys: tuple[bytes | None, bytes | None], *, mode: str = "
     ensure_bpffs()
     pins = pin_dir(iface)
     reuse = all((pins / m).exists() for m in _MAPS)
+    if reuse:
+        _check_pinned_layout(pins)
     obj = BpfObject.open(build_object("agent"))
     try:
         if reuse:

@@ -12,6 +12,11 @@ F_FIN_IN / F_FIN_OUT and, once both are seen, ``closed_ns``; RST sets F_RST and
 retransmitted FINs still need it) and is deleted by the first packet after that; a flow
 idle for ``idle_timeout_ns`` is deleted the same way, and the LRU evicts whatever nobody
 touches any more.
+
+Timestamps (RFC 7323): a tagged SYN with the timestamp trailer (wire/option.py) stores
+``ts_base`` and sets F_TS; the backend's SYN-ACK then either teaches ``ts_delta`` = ts_base -
+its TSval (F_TS_DELTA) or, without a timestamps option, clears F_TS (the backend has them
+off). With F_TS_DELTA egress TSvals get +ts_delta and ingress TSecrs -ts_delta.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ FLOW_FLAGS = CEnum("flow_flag_bit", "FLOW_BIT_", [
     ("RST", "RST seen in either direction"),
     ("SACK", "client negotiated SACK"),
     ("WSCALE", "client negotiated window scaling"),
+    ("TS", "client's connection has timestamps (SYN had the trailer)"),
+    ("TS_DELTA", "ts_delta learned from the backend's SYN-ACK"),
 ], doc="bit numbers of flow.flags (FLOW_F_x = 1 << FLOW_BIT_x)")
 
 FLOW = CStruct("flow", [
@@ -57,6 +64,8 @@ FLOW = CStruct("flow", [
     Field("delta", "u32", "backend ISN - seq_base (valid with FLOW_F_DELTA)"),
     Field("client_isn", "u32", "sequence number of the SYN"),
     Field("flags", "u32", "FLOW_F_* bits (u32 so BPF can set bits atomically)"),
+    Field("ts_base", "u32", "client's TSecr from the SYN trailer (valid with FLOW_F_TS)"),
+    Field("ts_delta", "u32", "ts_base - backend SYN-ACK TSval (valid with FLOW_F_TS_DELTA)"),
     Field("mss", "u16", "client MSS from the option"),
     Field("client_ws", "u8", "client window scale"),
     Field("switch_ws", "u8", "window scale the switch announced to the client"),
@@ -99,6 +108,10 @@ COUNTERS = CEnum("agent_counter", "CNT_", [
     ("CLOSED_REMOVED", "closed flow removed after the grace period"),
     ("IDLE_REMOVED", "idle flow removed"),
     ("PASS_FOREIGN", "packet of no Miresga flow passed untouched"),
+    ("SYN_TS", "tagged SYN with the timestamp trailer accepted"),
+    ("SYNACK_NO_TS", "backend SYN-ACK without timestamps: flow's TS flag cleared"),
+    ("TS_IN_TRANSLATED", "ingress TSecr translated into the backend's clock"),
+    ("TS_OUT_TRANSLATED", "egress TSval translated into the client's view"),
 ], doc="index of the per-CPU global counters array")
 
 

@@ -440,6 +440,7 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("xdp_tx", "verdict XDP_TX"),
     ("xdp_redirect", "verdict XDP_REDIRECT"),
     ("syn_nosecret", "SYN dropped: no cookie secret set yet (all-zero key)"),
+    ("synack_ts", "cookie SYN-ACK that carries timestamps (XDP only; also counted in synack)"),
 )
 
 SCHEMA = tuple(

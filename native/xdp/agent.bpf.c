@@ -12,9 +12,21 @@
  * Checksums are updated incrementally (egress through bpf_l4_csum_replace, which also
  * does the right thing for CHECKSUM_PARTIAL skbs; ingress by RFC 1624 arithmetic).
  *
+ * Timestamps (RFC 7323) get the same treatment as sequence numbers, for the same reason:
+ * the switch answered the client's SYN and echoed its timestamps, so the client's
+ * connection has them and the backend leg must too (BBR paces noticeably slower without
+ * RTT samples from timestamps). The client accepted our clock as ts_base (the forged
+ * SYN's trailer carries it); the backend's kernel runs its own. With
+ * ts_delta = ts_base - the backend SYN-ACK's TSval:
+ *   egress (tc)   TSval += ts_delta (the client's PAWS check sees our clock continue)
+ *   ingress (XDP) TSecr -= ts_delta (the backend's RTT samples are in its own clock)
+ * The client's TSval and the backend's TSecr are in the client's clock on both legs.
+ *
  * Life of a flow (struct flow in agent_shared.h, generated from Python):
  *   tagged SYN in  -> tag checked, flow stored, option rewritten to MSS/WS/SACK_OK
- *   SYN-ACK out    -> delta and backend_ws learned, seq translated to seq_base
+ *                     (+ ts_base and FLOW_F_TS when the SYN has the timestamp trailer)
+ *   SYN-ACK out    -> delta and backend_ws learned, seq translated to seq_base;
+ *                     ts_delta learned (FLOW_F_TS_DELTA) or FLOW_F_TS cleared
  *   data/ACKs      -> translated as above
  *   FIN each way   -> passed; closed_ns set once both are seen
  *   RST            -> passed; closed_ns set
@@ -44,6 +56,12 @@
 #define ETH_IP_TCP_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 #define MIRESGA_SYN_TCP_LEN (sizeof(struct tcphdr) + MIRESGA_OPT_LEN)
 #define REWRITTEN_TCP_LEN (sizeof(struct tcphdr) + MIRESGA_OPT_REWRITE_LEN)
+/* form (b) of the forged SYN: the Miresga option, then NOP,NOP,TS(TSval, ts_base); the
+ * rewritten SYN keeps this length (the trailer's TS option stays where it is) */
+#define MIRESGA_SYN_TS_TCP_LEN (MIRESGA_SYN_TCP_LEN + MIRESGA_OPT_TS_TRAILER_LEN)
+#define TS_TRAILER_OFF MIRESGA_OPT_LEN /* option offset of the trailer */
+#define TS_TSVAL_OFF 2 /* TSval within the timestamps option */
+#define TS_TSECR_OFF 6 /* TSecr within the timestamps option */
 
 struct pkt {
 	struct iphdr *ip;
@@ -120,7 +138,10 @@ static __always_inline int is_miresga_syn(struct pkt *p)
 {
 	__u8 *opt = (__u8 *)(p->tcp + 1);
 
-	if (!p->tcp->syn || p->tcp->ack || p->tcp->doff * 4 != MIRESGA_SYN_TCP_LEN)
+	__u32 len = p->tcp->doff * 4;
+
+	if (!p->tcp->syn || p->tcp->ack ||
+	    (len != MIRESGA_SYN_TCP_LEN && len != MIRESGA_SYN_TS_TCP_LEN))
 		return 0;
 	if ((void *)(opt + 4) > p->end)
 		return 0;
@@ -147,36 +168,107 @@ static __always_inline int check_tag(struct pkt *p, __u8 *opt)
 	return siphash24_24(k0, k1, m0, m1, m2) == tag ? 0 : CNT_SYN_BAD_TAG;
 }
 
-/* TCP checksum of the 32-byte rewritten SYN header, computed from scratch. */
-static __always_inline void syn_checksum(struct pkt *p)
+/* TCP checksum of the rewritten SYN (a header of ``len`` bytes, no payload), from
+ * scratch: two thirds of the header changed, incremental updates would cost more. ``len``
+ * is a constant at each call site (the loop unrolls; the caller bounds-checked it). */
+static __always_inline void syn_checksum(struct pkt *p, const __u32 len)
 {
 	__u16 *w = (__u16 *)p->tcp;
 	__u32 s = 0;
-	int i;
+	__u32 i;
 
 	p->tcp->check = 0;
 #pragma unroll
-	for (i = 0; i < REWRITTEN_TCP_LEN / 2; i++)
+	for (i = 0; i < len / 2; i++)
 		s += w[i];
 	s += (p->ip->saddr >> 16) + (p->ip->saddr & 0xffff);
 	s += (p->ip->daddr >> 16) + (p->ip->daddr & 0xffff);
-	s += bpf_htons(IPPROTO_TCP) + bpf_htons(REWRITTEN_TCP_LEN);
+	s += bpf_htons(IPPROTO_TCP) + bpf_htons(len);
 	p->tcp->check = ~csum_fold32(s);
+}
+
+static __always_inline __u32 load_be32(__u8 *at)
+{
+	__u32 v;
+
+	__builtin_memcpy(&v, at, 4);
+	return bpf_ntohl(v);
+}
+
+/* The forged SYN ends right after its options (no payload), so form (a) can shrink its
+ * tail; the trailer of form (b) must be Linux's NOP,NOP,TS layout (option.py). */
+static __always_inline int syn_format_ok(struct xdp_md *ctx, struct pkt *p, __u32 tcp_len)
+{
+	__u8 *trailer = (__u8 *)(p->tcp + 1) + TS_TRAILER_OFF;
+
+	if ((void *)p->tcp + tcp_len > p->end ||
+	    ctx->data_end - ctx->data != sizeof(struct ethhdr) + sizeof(struct iphdr) + tcp_len ||
+	    p->ip->tot_len != bpf_htons(sizeof(struct iphdr) + tcp_len))
+		return 0;
+	if (tcp_len == MIRESGA_SYN_TCP_LEN)
+		return 1;
+	if ((void *)(trailer + MIRESGA_OPT_TS_TRAILER_LEN) > p->end)
+		return 0;
+	return trailer[0] == TCPOPT_NOP && trailer[1] == TCPOPT_NOP &&
+	       trailer[2] == MIRESGA_OPT_TS_KIND && trailer[3] == MIRESGA_OPT_TS_LEN;
+}
+
+/* Form (b): the trailer's TS option stays for the backend (TSval is the client's); the
+ * Miresga option's last 8 bytes become NOPs and TSecr, which carried ts_base, becomes 0
+ * (a SYN has nothing to echo, RFC 7323 3.2). The length does not change. */
+static __always_inline void rewrite_ts_syn(struct pkt *p, __u8 *opt)
+{
+	if ((void *)p->tcp + MIRESGA_SYN_TS_TCP_LEN > p->end)
+		return; /* checked by syn_format_ok; repeated for the verifier */
+	__builtin_memset(opt + MIRESGA_OPT_REWRITE_LEN, TCPOPT_NOP,
+			 MIRESGA_OPT_LEN - MIRESGA_OPT_REWRITE_LEN);
+	__builtin_memset(opt + TS_TRAILER_OFF + 2 + TS_TSECR_OFF, 0, 4);
+	syn_checksum(p, MIRESGA_SYN_TS_TCP_LEN);
+}
+
+/* Form (a): the 12 standard option bytes end the header, the frame loses 8 bytes. */
+static __always_inline int shrink_syn(struct xdp_md *ctx, struct pkt *p)
+{
+	__u16 old_len = p->ip->tot_len;
+
+	p->tcp->doff = REWRITTEN_TCP_LEN / 4;
+	p->ip->tot_len = bpf_htons(sizeof(struct iphdr) + REWRITTEN_TCP_LEN);
+	csum_update16(&p->ip->check, old_len, p->ip->tot_len);
+	syn_checksum(p, REWRITTEN_TCP_LEN);
+	if (bpf_xdp_adjust_tail(ctx, -(int)MIRESGA_OPT_SHRINK))
+		return XDP_DROP;
+	return XDP_PASS;
+}
+
+/* rewrite in place: MSS | NOP,WS or NOPs | NOP,NOP,SACK_OK or NOPs (option.py) */
+static __always_inline void rewrite_option(__u8 *opt, __u8 flags, __u8 ws, __u16 mss)
+{
+	opt[0] = 2;
+	opt[1] = 4;
+	opt[2] = mss >> 8;
+	opt[3] = mss & 0xff;
+	opt[4] = TCPOPT_NOP;
+	opt[5] = flags & MIRESGA_OPT_F_WSCALE_OK ? TCPOPT_WINDOW : TCPOPT_NOP;
+	opt[6] = flags & MIRESGA_OPT_F_WSCALE_OK ? 3 : TCPOPT_NOP;
+	opt[7] = flags & MIRESGA_OPT_F_WSCALE_OK ? ws >> 4 : TCPOPT_NOP;
+	opt[8] = TCPOPT_NOP;
+	opt[9] = TCPOPT_NOP;
+	opt[10] = flags & MIRESGA_OPT_F_SACK_OK ? 4 : TCPOPT_NOP;
+	opt[11] = flags & MIRESGA_OPT_F_SACK_OK ? 2 : TCPOPT_NOP;
 }
 
 static __always_inline int ingress_syn(struct xdp_md *ctx, struct pkt *p, struct flow_key *key,
 				       __u64 now)
 {
 	__u8 *opt = (__u8 *)(p->tcp + 1);
+	__u32 tcp_len = p->tcp->doff * 4;
+	int has_ts = tcp_len == MIRESGA_SYN_TS_TCP_LEN;
 	struct flow *old, f = {};
-	__u16 old_len, mss;
+	__u16 mss;
 	__u8 flags, ws;
 	int bad;
 
-	/* the option must end the frame: no payload, no trailer (so the tail can shrink) */
-	if ((void *)(opt + MIRESGA_OPT_LEN) > p->end ||
-	    ctx->data_end - ctx->data != sizeof(struct ethhdr) + sizeof(struct iphdr) +
-	    MIRESGA_SYN_TCP_LEN || p->ip->tot_len != bpf_htons(sizeof(struct iphdr) + MIRESGA_SYN_TCP_LEN))
+	if ((void *)(opt + MIRESGA_OPT_LEN) > p->end || !syn_format_ok(ctx, p, tcp_len))
 		goto bad_format;
 	flags = opt[4];
 	ws = opt[5];
@@ -204,33 +296,23 @@ static __always_inline int ingress_syn(struct xdp_md *ctx, struct pkt *p, struct
 		f.backend_ws = AGENT_WSCALE_UNKNOWN;
 		f.created_ns = f.last_ns = now;
 		f.pkts_in = 1;
-		f.bytes_in = sizeof(struct iphdr) + REWRITTEN_TCP_LEN;
+		f.bytes_in = sizeof(struct iphdr) + (has_ts ? tcp_len : REWRITTEN_TCP_LEN);
+		if (has_ts) { /* the trailer's TSecr: the last timestamp of ours the client took */
+			f.ts_base = load_be32(opt + TS_TRAILER_OFF + 2 + TS_TSECR_OFF);
+			f.flags |= FLOW_F_TS;
+		}
 		if (bpf_map_update_elem(&flows, key, &f, BPF_ANY)) {
 			count(CNT_FLOW_TABLE_FULL);
 			return XDP_DROP;
 		}
 		count(CNT_SYN_OK);
+		if (has_ts)
+			count(CNT_SYN_TS);
 	}
-	/* rewrite in place: MSS | NOP,WS or NOPs | NOP,NOP,SACK_OK or NOPs (option.py) */
-	opt[0] = 2;
-	opt[1] = 4;
-	opt[2] = mss >> 8;
-	opt[3] = mss & 0xff;
-	opt[4] = TCPOPT_NOP;
-	opt[5] = flags & MIRESGA_OPT_F_WSCALE_OK ? TCPOPT_WINDOW : TCPOPT_NOP;
-	opt[6] = flags & MIRESGA_OPT_F_WSCALE_OK ? 3 : TCPOPT_NOP;
-	opt[7] = flags & MIRESGA_OPT_F_WSCALE_OK ? ws >> 4 : TCPOPT_NOP;
-	opt[8] = TCPOPT_NOP;
-	opt[9] = TCPOPT_NOP;
-	opt[10] = flags & MIRESGA_OPT_F_SACK_OK ? 4 : TCPOPT_NOP;
-	opt[11] = flags & MIRESGA_OPT_F_SACK_OK ? 2 : TCPOPT_NOP;
-	p->tcp->doff = REWRITTEN_TCP_LEN / 4;
-	old_len = p->ip->tot_len;
-	p->ip->tot_len = bpf_htons(sizeof(struct iphdr) + REWRITTEN_TCP_LEN);
-	csum_update16(&p->ip->check, old_len, p->ip->tot_len);
-	syn_checksum(p);
-	if (bpf_xdp_adjust_tail(ctx, -(int)MIRESGA_OPT_SHRINK))
-		return XDP_DROP;
+	rewrite_option(opt, flags, ws, mss);
+	if (!has_ts)
+		return shrink_syn(ctx, p);
+	rewrite_ts_syn(p, opt);
 	return XDP_PASS;
 
 bad_format:
@@ -262,6 +344,48 @@ static __always_inline int find_option(struct pkt *p, __u8 kind)
 		off += o[1];
 	}
 	return -1;
+}
+
+/* The segment's timestamps option (its kind byte; all 10 bytes inside the TCP header and
+ * the packet) or NULL. Linux puts NOP,NOP,TS first in every non-SYN segment, so that is
+ * tried before the bounded scan; malformed options give NULL (packet left untouched). */
+static __always_inline __u8 *ts_option(struct pkt *p)
+{
+	__u8 *opts = (__u8 *)(p->tcp + 1), *o;
+	__u32 optlen = (p->tcp->doff - 5) * 4;
+	int at;
+
+	if (optlen < 2 + MIRESGA_OPT_TS_LEN || (void *)(opts + 2 + MIRESGA_OPT_TS_LEN) > p->end)
+		goto scan;
+	if (opts[0] == TCPOPT_NOP && opts[1] == TCPOPT_NOP && opts[2] == MIRESGA_OPT_TS_KIND &&
+	    opts[3] == MIRESGA_OPT_TS_LEN)
+		return opts + 2;
+scan:
+	at = find_option(p, MIRESGA_OPT_TS_KIND);
+	if (at < 0 || (__u32)at + MIRESGA_OPT_TS_LEN > optlen)
+		return NULL;
+	o = opts + (at & 63);
+	if ((void *)(o + MIRESGA_OPT_TS_LEN) > p->end || o[1] != MIRESGA_OPT_TS_LEN)
+		return NULL;
+	return o;
+}
+
+/* TSecr -= ts_delta: the client echoes our clock, the backend wants its own back. A zero
+ * TSecr echoes nothing (RFC 7323 3.2) and stays zero. Returns 1 when it changed it. */
+static __always_inline int ingress_ts(struct pkt *p, __u32 ts_delta)
+{
+	__u8 *o = ts_option(p);
+	__u32 old, new;
+
+	if (!o)
+		return 0;
+	__builtin_memcpy(&old, o + TS_TSECR_OFF, 4);
+	if (!old)
+		return 0;
+	new = bpf_htonl(bpf_ntohl(old) - ts_delta);
+	__builtin_memcpy(o + TS_TSECR_OFF, &new, 4);
+	csum_update32(&p->tcp->check, old, new);
+	return 1;
 }
 
 /* Adds delta to both edges of every SACK block; returns how many blocks it changed. */
@@ -329,6 +453,8 @@ static __always_inline int ingress_flow(struct pkt *p, struct flow *f, struct fl
 		__sync_fetch_and_add(&f->sack_rewrites, blocks);
 		count(CNT_SACK_BLOCKS);
 	}
+	if ((f->flags & FLOW_F_TS_DELTA) && tcp->doff > 5 && ingress_ts(p, f->ts_delta))
+		count(CNT_TS_IN_TRANSLATED);
 	flow_lifecycle(f, tcp, FLOW_F_FIN_IN, CNT_FIN_IN, now);
 	f->last_ns = now;
 	__sync_fetch_and_add(&f->pkts_in, 1);
@@ -392,23 +518,122 @@ static __always_inline __u16 rescale_window(__u16 win, __u8 from, __u8 to)
 	return (__u16)w;
 }
 
-SEC("tc")
-int agent_tc_egress(struct __sk_buff *skb)
+/* The Ethernet/IPv4/TCP headers of the skb with the whole TCP header (options included:
+ * window scale, timestamps) in the linear area, or -1. Pulling invalidates packet
+ * pointers, so ``p`` is parsed again afterwards. */
+static __always_inline int egress_parse(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 tcp_len;
+
+	if ((void *)(long)skb->data + ETH_IP_TCP_LEN > (void *)(long)skb->data_end)
+		bpf_skb_pull_data(skb, ETH_IP_TCP_LEN);
+	if (parse_tcp((void *)(long)skb->data, (void *)(long)skb->data_end, p))
+		return -1;
+	tcp_len = p->tcp->doff * 4;
+	if ((void *)p->tcp + tcp_len <= p->end)
+		return 0;
+	bpf_skb_pull_data(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + tcp_len);
+	return parse_tcp((void *)(long)skb->data, (void *)(long)skb->data_end, p);
+}
+
+/* The SYN-ACK of a flow whose client has timestamps: learn ts_delta from its TSval, or,
+ * without a timestamps option (the backend has them off), clear FLOW_F_TS so nothing is
+ * translated. Learned once: a retransmitted SYN-ACK carries a later TSval, and keeping the
+ * first delta keeps the backend's clock monotonic in the client's view. */
+static __always_inline void synack_learn_ts(struct pkt *p, struct flow *f)
+{
+	__u8 *o;
+
+	if (!(f->flags & FLOW_F_TS) || (f->flags & FLOW_F_TS_DELTA))
+		return;
+	o = ts_option(p);
+	if (!o) {
+		__sync_fetch_and_and(&f->flags, ~(__u32)FLOW_F_TS);
+		count(CNT_SYNACK_NO_TS);
+		return;
+	}
+	f->ts_delta = f->ts_base - load_be32(o + TS_TSVAL_OFF);
+	__sync_fetch_and_or(&f->flags, FLOW_F_TS_DELTA);
+}
+
+static __always_inline void synack_learn(struct pkt *p, struct flow *f)
+{
+	f->delta = bpf_ntohl(p->tcp->seq) - f->seq_base;
+	f->backend_ws = (f->flags & FLOW_F_WSCALE) ? synack_wscale(p) : 0;
+	__sync_fetch_and_or(&f->flags, FLOW_F_DELTA);
+	count(CNT_SYNACK_LEARNED);
+	synack_learn_ts(p, f);
+}
+
+/* The window rescaled into the switch's scale, written in place; 0 when unchanged. */
+static __always_inline __u16 egress_window(struct pkt *p, struct flow *f)
+{
+	__u16 old_win = p->tcp->window, new_win;
+
+	/* RFC 7323: the window of a SYN-ACK is never scaled */
+	if (p->tcp->syn || !(f->flags & FLOW_F_WSCALE) || f->backend_ws == f->switch_ws)
+		return 0;
+	new_win = bpf_htons(rescale_window(bpf_ntohs(old_win), f->backend_ws, f->switch_ws));
+	if (new_win == old_win)
+		return 0;
+	p->tcp->window = new_win;
+	__sync_fetch_and_add(&f->win_rewrites, 1);
+	count(CNT_WIN_RESCALED);
+	return new_win;
+}
+
+/* TSval += ts_delta in place (the backend's clock into the client's view); the old and
+ * new values go to *old_ts / *new_ts for the checksum. Returns 1 when it changed it. */
+static __always_inline int egress_ts(struct pkt *p, struct flow *f, __u32 *old_ts,
+				     __u32 *new_ts)
+{
+	__u8 *o;
+
+	if (!(f->flags & FLOW_F_TS_DELTA) || p->tcp->doff <= 5)
+		return 0;
+	o = ts_option(p);
+	if (!o)
+		return 0;
+	__builtin_memcpy(old_ts, o + TS_TSVAL_OFF, 4);
+	*new_ts = bpf_htonl(bpf_ntohl(*old_ts) + f->ts_delta);
+	__builtin_memcpy(o + TS_TSVAL_OFF, new_ts, 4);
+	count(CNT_TS_OUT_TRANSLATED);
+	return 1;
+}
+
+/* seq, window and TSval of an egress segment of a flow with a delta. The fields are
+ * written directly first; the checksum helpers come last because they invalidate packet
+ * pointers. */
+static __always_inline void egress_translate(struct __sk_buff *skb, struct pkt *p,
+					     struct flow *f)
 {
 	__u32 csum_off = sizeof(struct ethhdr) + sizeof(struct iphdr) +
 			 __builtin_offsetof(struct tcphdr, check);
-	__u32 old_seq, new_seq;
-	__u16 old_win, new_win = 0;
+	__u32 old_seq = p->tcp->seq, new_seq = bpf_htonl(bpf_ntohl(old_seq) - f->delta);
+	__u16 old_win = p->tcp->window, new_win;
+	__u32 old_ts = 0, new_ts = 0;
+	int ts;
+
+	p->tcp->seq = new_seq;
+	new_win = egress_window(p, f);
+	ts = egress_ts(p, f, &old_ts, &new_ts);
+	count(CNT_OUT_TRANSLATED);
+	bpf_l4_csum_replace(skb, csum_off, old_seq, new_seq, 4);
+	if (new_win)
+		bpf_l4_csum_replace(skb, csum_off, old_win, new_win, 2);
+	if (ts)
+		bpf_l4_csum_replace(skb, csum_off, old_ts, new_ts, 4);
+}
+
+SEC("tc")
+int agent_tc_egress(struct __sk_buff *skb)
+{
 	struct flow_key key;
 	struct flow *f;
 	struct pkt p;
 	__u64 now;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		goto foreign;
-	if ((void *)(long)skb->data + ETH_IP_TCP_LEN > (void *)(long)skb->data_end)
-		bpf_skb_pull_data(skb, ETH_IP_TCP_LEN);
-	if (parse_tcp((void *)(long)skb->data, (void *)(long)skb->data_end, &p))
+	if (skb->protocol != bpf_htons(ETH_P_IP) || egress_parse(skb, &p))
 		goto foreign;
 	key.client_addr = p.ip->daddr;
 	key.backend_addr = p.ip->saddr;
@@ -420,39 +645,15 @@ int agent_tc_egress(struct __sk_buff *skb)
 	now = bpf_ktime_get_ns();
 	if (flow_expire(f, &key, now))
 		return TC_ACT_OK;
-	if (p.tcp->syn && p.tcp->ack) {
-		f->delta = bpf_ntohl(p.tcp->seq) - f->seq_base;
-		f->backend_ws = (f->flags & FLOW_F_WSCALE) ? synack_wscale(&p) : 0;
-		__sync_fetch_and_or(&f->flags, FLOW_F_DELTA);
-		count(CNT_SYNACK_LEARNED);
-	}
+	if (p.tcp->syn && p.tcp->ack)
+		synack_learn(&p, f);
 	flow_lifecycle(f, p.tcp, FLOW_F_FIN_OUT, CNT_FIN_OUT, now);
 	f->last_ns = now;
 	__sync_fetch_and_add(&f->pkts_out, 1);
 	__sync_fetch_and_add(&f->bytes_out, bpf_ntohs(p.ip->tot_len));
 	if (!(f->flags & FLOW_F_DELTA)) /* e.g. the backend refuses the SYN with a RST */
 		return TC_ACT_OK;
-	/* write the fields directly, then fix the checksum (the helper invalidates pointers) */
-	old_seq = p.tcp->seq;
-	new_seq = bpf_htonl(bpf_ntohl(old_seq) - f->delta);
-	p.tcp->seq = new_seq;
-	old_win = p.tcp->window;
-	/* RFC 7323: the window of a SYN-ACK is never scaled */
-	if (!p.tcp->syn && (f->flags & FLOW_F_WSCALE) && f->backend_ws != f->switch_ws) {
-		new_win = bpf_htons(rescale_window(bpf_ntohs(old_win), f->backend_ws,
-						   f->switch_ws));
-		if (new_win != old_win) {
-			p.tcp->window = new_win;
-			__sync_fetch_and_add(&f->win_rewrites, 1);
-			count(CNT_WIN_RESCALED);
-		} else {
-			new_win = 0;
-		}
-	}
-	count(CNT_OUT_TRANSLATED);
-	bpf_l4_csum_replace(skb, csum_off, old_seq, new_seq, 4);
-	if (new_win)
-		bpf_l4_csum_replace(skb, csum_off, old_win, new_win, 2);
+	egress_translate(skb, &p, f);
 	return TC_ACT_OK;
 
 foreign:

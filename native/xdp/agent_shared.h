@@ -15,6 +15,8 @@
 #define FLOW_F_RST           8 /* RST seen in either direction */
 #define FLOW_F_SACK          16 /* client negotiated SACK */
 #define FLOW_F_WSCALE        32 /* client negotiated window scaling */
+#define FLOW_F_TS            64 /* client's connection has timestamps (SYN had the trailer) */
+#define FLOW_F_TS_DELTA      128 /* ts_delta learned from the backend's SYN-ACK */
 
 /* bit numbers of flow.flags (FLOW_F_x = 1 << FLOW_BIT_x) */
 enum flow_flag_bit {
@@ -24,7 +26,9 @@ enum flow_flag_bit {
 	FLOW_BIT_RST = 3, /* RST seen in either direction */
 	FLOW_BIT_SACK = 4, /* client negotiated SACK */
 	FLOW_BIT_WSCALE = 5, /* client negotiated window scaling */
-	FLOW_BIT_COUNT = 6,
+	FLOW_BIT_TS = 6, /* client's connection has timestamps (SYN had the trailer) */
+	FLOW_BIT_TS_DELTA = 7, /* ts_delta learned from the backend's SYN-ACK */
+	FLOW_BIT_COUNT = 8,
 };
 
 /* index of the per-CPU global counters array */
@@ -47,7 +51,11 @@ enum agent_counter {
 	CNT_CLOSED_REMOVED = 15, /* closed flow removed after the grace period */
 	CNT_IDLE_REMOVED = 16, /* idle flow removed */
 	CNT_PASS_FOREIGN = 17, /* packet of no Miresga flow passed untouched */
-	CNT_COUNT = 18,
+	CNT_SYN_TS = 18, /* tagged SYN with the timestamp trailer accepted */
+	CNT_SYNACK_NO_TS = 19, /* backend SYN-ACK without timestamps: flow's TS flag cleared */
+	CNT_TS_IN_TRANSLATED = 20, /* ingress TSecr translated into the backend's clock */
+	CNT_TS_OUT_TRANSLATED = 21, /* egress TSval translated into the client's view */
+	CNT_COUNT = 22,
 };
 
 /* LRU key: the flow as seen on ingress */
@@ -65,6 +73,8 @@ struct flow {
 	__u32 delta; /* backend ISN - seq_base (valid with FLOW_F_DELTA) */
 	__u32 client_isn; /* sequence number of the SYN */
 	__u32 flags; /* FLOW_F_* bits (u32 so BPF can set bits atomically) */
+	__u32 ts_base; /* client's TSecr from the SYN trailer (valid with FLOW_F_TS) */
+	__u32 ts_delta; /* ts_base - backend SYN-ACK TSval (valid with FLOW_F_TS_DELTA) */
 	__u16 mss; /* client MSS from the option */
 	__u8 client_ws; /* client window scale */
 	__u8 switch_ws; /* window scale the switch announced to the client */
@@ -80,7 +90,7 @@ struct flow {
 	__u32 sack_rewrites; /* ingress SACK blocks translated */
 	__u32 win_rewrites; /* egress window fields rescaled */
 };
-_Static_assert(sizeof(struct flow) == 88, "flow layout");
+_Static_assert(sizeof(struct flow) == 96, "flow layout");
 
 /* single entry of the config array, written by user space */
 struct agent_config {

@@ -33,8 +33,11 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define SYNACK_OPT_LEN 12 /* MSS(4) + NOP,WS(4) + NOP,NOP,SACKOK(4); absent ones are NOPs */
-#define SYNACK_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr) + \
-		    SYNACK_OPT_LEN)
+#define SYNACK_TS_OPT_LEN 12 /* NOP,NOP,TS(10): only when the SYN offered timestamps */
+#define SYNACK_HDR_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
+/* the two SYN-ACK frames: without and with timestamps (66 and 78 bytes) */
+#define SYNACK_LEN (SYNACK_HDR_LEN + SYNACK_OPT_LEN)
+#define SYNACK_TS_LEN (SYNACK_LEN + SYNACK_TS_OPT_LEN)
 #define IP_DF 0x4000
 
 static __always_inline void count(__u32 idx, __u64 bytes)
@@ -180,19 +183,24 @@ static __always_inline int to_backend(struct xdp_md *ctx, struct pkt *p, __u32 i
 
 /* --------------------------------------------------------------------- SYN-ACK */
 
-/* MSS | ws << 16 | sack << 24 of a SYN's options, or -1 when they are malformed. */
-__noinline long mrs_syn_options(struct xdp_md *ctx, __u32 off, __u32 len)
+/* The options of a SYN into *s, or -1 when they are malformed. A pointer argument: the
+ * TSval takes 32 bits of its own, more than a packed return value leaves room for. */
+__noinline int mrs_syn_options(struct xdp_md *ctx, __u32 off, __u32 len, struct syn_opts *s)
 {
 	struct pkt p = {
 		.data = (void *)(long)ctx->data, .end = (void *)(long)ctx->data_end,
 	};
-	__u32 mss = 0, ws = COOKIE_WSCALE_NONE, sack = 0;
 
+	if (!s) /* a global function's pointer argument may be NULL for the verifier */
+		return -1;
+	s->mss = 0;
+	s->ws = COOKIE_WSCALE_NONE;
+	s->sack = 0;
+	s->ts = 0;
+	s->tsval = 0;
 	if (off > 128 || len > TCP_MAX_OPT_LEN)
 		return -1;
-	if (parse_syn_options(&p, (__u8 *)p.data + off, len, &mss, &ws, &sack) < 0)
-		return -1;
-	return mss | ws << 16 | sack << 24;
+	return parse_syn_options(&p, (__u8 *)p.data + off, len, s);
 }
 
 /* HalfSipHash-2-4 of the cookie message (switch_cookie.h); key = k1 << 32 | k0. */
@@ -201,21 +209,58 @@ __noinline __u32 mrs_cookie_hash(__u64 key, __u32 client, __u32 vip, __u32 ports
 	return halfsiphash24_4w((__u32)key, key >> 32, client, vip, ports, w3);
 }
 
-struct syn_info {
-	__u32 mss;   /* 0: no option */
-	__u32 ws;    /* COOKIE_WSCALE_NONE: no option */
-	__u32 sack;  /* SACK-permitted offered */
-};
+static __always_inline void put_be32(__u8 *o, __u32 v)
+{
+	o[0] = v >> 24;
+	o[1] = v >> 16;
+	o[2] = v >> 8;
+	o[3] = v;
+}
+
+/* The 12 option bytes every SYN-ACK carries.
+ * RFC 7323 1.3 / RFC 2018 2: WS and SACK-permitted only if the SYN offered them; the
+ * slots of absent ones are NOPs so that the layout (and the checksum code) stays fixed. */
+static __always_inline void synack_options(__u8 *opt, const struct vip_value *svc,
+					   const struct syn_opts *syn)
+{
+	opt[0] = 2;
+	opt[1] = 4;
+	opt[2] = svc->mss >> 8;
+	opt[3] = svc->mss & 0xff;
+	opt[4] = 1;
+	opt[5] = syn->ws == COOKIE_WSCALE_NONE ? 1 : 3;
+	opt[6] = syn->ws == COOKIE_WSCALE_NONE ? 1 : 3;
+	opt[7] = syn->ws == COOKIE_WSCALE_NONE ? 1 : (svc->wscale > 14 ? 14 : svc->wscale);
+	opt[8] = 1;
+	opt[9] = 1;
+	opt[10] = syn->sack ? 4 : 1;
+	opt[11] = syn->sack ? 2 : 1;
+}
+
+/* NOP, NOP, TS: only when the SYN offered timestamps (RFC 7323 3.2: a SYN-ACK may carry
+ * TS only then). TSecr echoes the SYN's TSval as RFC 7323 4.3 asks. Our own first TSval is
+ * the client's TSval too: it needs no clock and no state, and RFC 7323 5.4 only asks later
+ * values to be monotonic from it (the agent continues from it on the backend legs). The
+ * cookie does not record TS: the front-end learns it from the client's later segments. */
+static __always_inline void synack_ts_option(__u8 *opt, __u32 tsval)
+{
+	opt[0] = 1;
+	opt[1] = 1;
+	opt[2] = 8;
+	opt[3] = 10;
+	put_be32(opt + 4, tsval);
+	put_be32(opt + 8, tsval);
+}
 
 static __always_inline int syn_ack(struct xdp_md *ctx, struct pkt *p,
 				   const struct vip_value *svc)
 {
-	struct syn_info syn = { 0, COOKIE_WSCALE_NONE, 0 };
+	struct syn_opts syn;
 	__u8 client_mac[ETH_ALEN], vip_mac[ETH_ALEN];
 	__be32 caddr = p->ip->saddr, vaddr = p->ip->daddr;
 	__be16 cport = p->tcp->source, vport = p->tcp->dest;
 	__u32 client_seq = bpf_ntohl(p->tcp->seq);
-	__u32 key0 = 0, zero = 0, isn, slot = 0, sum;
+	__u32 key0 = 0, zero = 0, isn, slot = 0, sum, opt_len, len;
 	struct cookie_secret_value *sec;
 	struct cookie_clock_value *clk;
 	struct ethhdr *eth;
@@ -224,18 +269,13 @@ static __always_inline int syn_ack(struct xdp_md *ctx, struct pkt *p,
 	__u8 *opt;
 	void *data, *data_end;
 
-	{
-		long opts = mrs_syn_options(ctx, (void *)(p->tcp + 1) - p->data,
-					    p->tcp->doff * 4 - sizeof(struct tcphdr));
-
-		if (opts < 0) {
-			count(MIRESGA_CNT_SYN_BAD, p->len);
-			return XDP_DROP;
-		}
-		syn.mss = opts & 0xffff;
-		syn.ws = (opts >> 16) & 0xff;
-		syn.sack = (opts >> 24) & 1;
+	if (mrs_syn_options(ctx, (void *)(p->tcp + 1) - p->data,
+			    p->tcp->doff * 4 - sizeof(struct tcphdr), &syn) < 0) {
+		count(MIRESGA_CNT_SYN_BAD, p->len);
+		return XDP_DROP;
 	}
+	opt_len = syn.ts ? SYNACK_OPT_LEN + SYNACK_TS_OPT_LEN : SYNACK_OPT_LEN;
+	len = syn.ts ? SYNACK_TS_LEN : SYNACK_LEN;
 	sec = bpf_map_lookup_elem(&cookie_secret, &key0);
 	clk = bpf_map_lookup_elem(&cookie_clock, &zero);
 	if (!sec || !clk)
@@ -268,7 +308,7 @@ static __always_inline int syn_ack(struct xdp_md *ctx, struct pkt *p,
 	bloom_add(p->len, caddr, cport);
 
 	/* resize to exactly the SYN-ACK; every pointer is stale afterwards */
-	if (bpf_xdp_adjust_tail(ctx, (int)SYNACK_LEN - (int)p->len)) {
+	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)p->len)) {
 		count(MIRESGA_CNT_SYN_BAD, p->len);
 		return XDP_DROP;
 	}
@@ -288,7 +328,7 @@ static __always_inline int syn_ack(struct xdp_md *ctx, struct pkt *p,
 	ip->version = 4;
 	ip->ihl = 5;
 	ip->tos = 0;
-	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*tcp) + SYNACK_OPT_LEN);
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*tcp) + opt_len);
 	ip->id = 0;
 	ip->frag_off = bpf_htons(IP_DF);
 	ip->ttl = 64;
@@ -303,33 +343,30 @@ static __always_inline int syn_ack(struct xdp_md *ctx, struct pkt *p,
 	tcp->dest = cport;
 	tcp->seq = bpf_htonl(isn);
 	tcp->ack_seq = bpf_htonl(client_seq + 1);
-	tcp->doff = (sizeof(*tcp) + SYNACK_OPT_LEN) / 4;
+	tcp->doff = (sizeof(*tcp) + opt_len) / 4;
 	tcp->syn = 1;
 	tcp->ack = 1;
 	tcp->window = bpf_htons(svc->window);
 
-	/* RFC 7323 1.3 / RFC 2018 2: WS and SACK-permitted only if the SYN offered them */
-	opt[0] = 2;
-	opt[1] = 4;
-	opt[2] = svc->mss >> 8;
-	opt[3] = svc->mss & 0xff;
-	opt[4] = 1;
-	opt[5] = syn.ws == COOKIE_WSCALE_NONE ? 1 : 3;
-	opt[6] = syn.ws == COOKIE_WSCALE_NONE ? 1 : 3;
-	opt[7] = syn.ws == COOKIE_WSCALE_NONE ? 1 : (svc->wscale > 14 ? 14 : svc->wscale);
-	opt[8] = 1;
-	opt[9] = 1;
-	opt[10] = syn.sack ? 4 : 1;
-	opt[11] = syn.sack ? 2 : 1;
+	synack_options(opt, svc, &syn);
 
 	/* pseudo-header: saddr, daddr, zero+proto, TCP length */
 	sum = csum_words((__u16 *)&ip->saddr, 4, 0);
 	sum += bpf_htons(IPPROTO_TCP);
-	sum += bpf_htons(sizeof(*tcp) + SYNACK_OPT_LEN);
+	sum += bpf_htons(sizeof(*tcp) + opt_len);
 	sum = csum_words((__u16 *)tcp, (sizeof(*tcp) + SYNACK_OPT_LEN) / 2, sum);
+	if (syn.ts) { /* the TS trailer, summed on its own: both lengths stay constants */
+		__u8 *ts_opt = opt + SYNACK_OPT_LEN;
+
+		if ((void *)(ts_opt + SYNACK_TS_OPT_LEN) > data_end)
+			return XDP_ABORTED;
+		synack_ts_option(ts_opt, syn.tsval);
+		sum = csum_words((__u16 *)ts_opt, SYNACK_TS_OPT_LEN / 2, sum);
+		count(MIRESGA_CNT_SYNACK_TS, len);
+	}
 	tcp->check = csum_fold32(sum);
 
-	count(MIRESGA_CNT_SYNACK, SYNACK_LEN);
+	count(MIRESGA_CNT_SYNACK, len);
 	return XDP_TX;
 }
 

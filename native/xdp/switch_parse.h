@@ -87,11 +87,28 @@ static __always_inline enum parsed parse_packet(struct pkt *p)
 	return PARSED_TCP;
 }
 
-/* MSS, window scale and SACK-permitted of a SYN. Returns -1 on a malformed option list.
+/* What a SYN offers; the values the cookie SYN-ACK answers. */
+struct syn_opts {
+	__u32 mss;   /* 0: no option */
+	__u32 ws;    /* COOKIE_WSCALE_NONE: no option */
+	__u32 sack;  /* SACK-permitted offered */
+	__u32 ts;    /* timestamps offered (RFC 7323 3.2) */
+	__u32 tsval; /* the SYN's TSval, host order; valid when ts */
+};
+
+static __always_inline __u32 get_be32(const __u8 *o)
+{
+	return (__u32)o[0] << 24 | (__u32)o[1] << 16 | (__u32)o[2] << 8 | o[3];
+}
+
+/* MSS, window scale, SACK-permitted and timestamps of a SYN (``s`` holds the defaults on
+ * entry). Returns -1 on a malformed option list: a length below 2 or past the options. A
+ * known kind with a length other than its own is skipped like an unknown option, as Linux
+ * does (tcp_parse_options), so it counts as not offered.
  * The loop walks byte positions (a constant per unrolled step for the verifier) and skips
  * to the next option with ``next``, which keeps verification linear in the 40 bytes. */
 static __always_inline int parse_syn_options(struct pkt *p, __u8 *opts, __u32 len,
-					     __u32 *mss, __u32 *ws, __u32 *sack)
+					     struct syn_opts *s)
 {
 	__u32 next = 0;
 
@@ -121,14 +138,20 @@ static __always_inline int parse_syn_options(struct pkt *p, __u8 *opts, __u32 le
 		if (kind == 2 && olen == 4) {
 			if ((void *)(o + 4) > p->end)
 				return -1;
-			*mss = (__u32)o[2] << 8 | o[3];
+			s->mss = (__u32)o[2] << 8 | o[3];
 		} else if (kind == 3 && olen == 3) {
 			if ((void *)(o + 3) > p->end)
 				return -1;
 			/* RFC 7323 2.3: a shift above 14 is used as 14 */
-			*ws = o[2] > COOKIE_WSCALE_MAX ? COOKIE_WSCALE_MAX : o[2];
+			s->ws = o[2] > COOKIE_WSCALE_MAX ? COOKIE_WSCALE_MAX : o[2];
 		} else if (kind == 4 && olen == 2) {
-			*sack = 1;
+			s->sack = 1;
+		} else if (kind == 8 && olen == 10) {
+			if ((void *)(o + 10) > p->end)
+				return -1;
+			/* RFC 7323 3.2: kind 8, length 10, TSval then TSecr (0 in a SYN) */
+			s->ts = 1;
+			s->tsval = get_be32(o + 2);
 		}
 		next = pos + olen;
 	}

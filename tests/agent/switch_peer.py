@@ -7,6 +7,13 @@ segments kept, cumulative ACKs with SACK blocks (so the backend's kernel can rec
 loss selectively), FIN handling. Every number it sends or expects is in the switch's
 sequence space; nothing is translated here.
 
+With ``timestamps`` the peer plays a client connection that negotiated timestamps (RFC
+7323): the forged SYN carries the trailer (TSval = the peer's clock, ts_base = the last
+timestamp of "ours" the client accepted), every segment it sends carries NOP,NOP,TS with
+its clock and the latest TSval it received, and every segment it receives must carry a
+TSval in the switch's clock: the SYN-ACK's exactly ts_base, later ones at or after it,
+never going back, each echoing a TSval the peer sent.
+
 Speed: an AF_PACKET socket with a classic BPF filter (only the backend's TCP segments of
 this flow reach Python), packets parsed with ``struct`` (scapy only builds the SYN), ACKs
 from a prebuilt header with the checksum computed incrementally in Python. Every loop is
@@ -57,6 +64,19 @@ def option_kinds(options: bytes) -> list[int]:
     return kinds
 
 
+def timestamps_of(options: bytes) -> tuple[int, int] | None:
+    """(TSval, TSecr) of the timestamps option in an options block, or None."""
+    i = 0
+    while i + 1 < len(options) and options[i] != 0:
+        if options[i] == 1:
+            i += 1
+            continue
+        if options[i] == 8 and options[i + 1] == 10 and i + 10 <= len(options):
+            return struct.unpack_from("!II", options, i + 2)  # type: ignore[return-value]
+        i += max(2, options[i + 1])
+    return None
+
+
 def tcp_checksum_ok(ip: bytes, tcp: bytes) -> bool:
     pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, len(tcp))
     return _csum(pseudo + tcp) == 0xFFFF
@@ -105,6 +125,12 @@ class TransferResult:
     injected_losses: int = 0
     max_payload: int = 0
     injected_reorders: int = 0
+    ts_segments: int = 0  # received segments with a timestamps option
+    ts_missing: int = 0  # ... without one (timestamps mode)
+    ts_behind_base: int = 0  # TSval before ts_base: not in the switch's clock
+    ts_backwards: int = 0  # TSval older than the previous one
+    ts_bad_echo: int = 0  # TSecr that is not a TSval of ours
+    ts_max_advance: int = 0  # largest TSval - ts_base seen
 
 
 class SwitchPeer:
@@ -114,7 +140,7 @@ class SwitchPeer:
                  peer_mac: str, backend_mac: str, key: bytes, client_ws: int = 7,
                  switch_ws: int = 5, mss: int = 1400, window: int = 1024,
                  check_checksums: bool = False, loss: float = 0.0, reorder: float = 0.0,
-                 seed: int = 1) -> None:
+                 seed: int = 1, timestamps: bool = False) -> None:
         self.sock = sock
         self.client, self.backend, self.bport = client, backend, backend_port
         self.cport = random.randint(20000, 60000)
@@ -132,6 +158,12 @@ class SwitchPeer:
         # receiver, which is all the backend can observe of a loss on the wire
         self.loss, self.reorder = loss, reorder
         self.rng = random.Random(seed)
+        self.timestamps = timestamps
+        self.ts_base = random.getrandbits(32)  # our clock, as the client last accepted it
+        self.ts_clock0 = random.getrandbits(32)  # the client's own clock at start
+        self.ts_recent = 0  # latest TSval received (echoed as TSecr)
+        self.ts_sent: tuple[int, int] = (self._tsval(), self._tsval())  # oldest, newest
+        self.synack_ts: tuple[int, int] | None = None
         _attach_filter(sock, backend, backend_port, self.cport)
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         self._drain()  # frames queued under an earlier flow's filter are not ours
@@ -157,8 +189,23 @@ class SwitchPeer:
         self.sock.bind((ifname, ETH_P_IP))
 
     # -- sending ------------------------------------------------------------------------
+    def _tsval(self) -> int:
+        """The client's timestamp clock: 1 ms ticks from a random start."""
+        return (self.ts_clock0 + int(time.monotonic() * 1000)) & M32
+
+    def _next_tsval(self) -> int:
+        """The clock now, remembered as the newest TSval sent (echoes must not pass it)."""
+        tsval = self._tsval()
+        self.ts_sent = (self.ts_sent[0], tsval)
+        return tsval
+
+    def _ts_option(self) -> bytes:
+        return b"\x01\x01\x08\x0a" + struct.pack("!II", self._next_tsval(), self.ts_recent)
+
     def _send_tcp(self, seq: int, ack: int, flags: int, payload: bytes = b"",
                   options: bytes = b"") -> None:
+        if self.timestamps:
+            options = self._ts_option() + options
         doff = (20 + len(options)) // 4
         tcp = struct.pack("!HHIIBBHHH", self.cport, self.bport, seq & M32, ack & M32,
                           doff << 4, flags, self.window, 0, 0) + options + payload
@@ -172,9 +219,11 @@ class SwitchPeer:
     def send_syn(self) -> None:
         opt = option.encode(self.opt, key=self.key, saddr=self.client, daddr=self.backend,
                             sport=self.cport, dport=self.bport, seq=self.isn)
+        if self.timestamps:  # form (b): the trailer after the Miresga option
+            opt += option.ts_trailer(self._next_tsval(), self.ts_base)
         pkt = (IP(src=self.client, dst=self.backend, flags="DF") /
                TCP(sport=self.cport, dport=self.bport, seq=self.isn, flags="S",
-                   window=self.window, dataofs=10) / Raw(opt))
+                   window=self.window, dataofs=5 + len(opt) // 4) / Raw(opt))
         self.sock.send(self.eth + bytes(pkt))
 
     # -- receiving ----------------------------------------------------------------------
@@ -192,9 +241,36 @@ class SwitchPeer:
         tcp = ip[20:]
         if flags & SYN:
             self.synack_options = bytes(tcp[20:(off >> 4) * 4])
+        if self.timestamps:
+            self._check_ts(bytes(tcp[20:(off >> 4) * 4]), bool(flags & SYN))
         if self.check_checksums and not tcp_checksum_ok(bytes(ip[:20]), bytes(tcp)):
             self.result.bad_checksums += 1
         return seq, ack, flags, win, bytes(tcp[(off >> 4) * 4:])
+
+    def _check_ts(self, options: bytes, syn: bool) -> None:
+        """Every backend segment's TSval must be in the switch's clock (see the module
+        docstring); counted in the result, asserted by the test."""
+        r, ts = self.result, timestamps_of(options)
+        if ts is None:
+            r.ts_missing += 1
+            return
+        tsval, tsecr = ts
+        r.ts_segments += 1
+        advance = (tsval - self.ts_base) & M32
+        if advance >= 1 << 31:
+            r.ts_behind_base += 1
+        elif self.ts_recent and (tsval - self.ts_recent) & M32 >= 1 << 31:
+            r.ts_backwards += 1
+        else:
+            r.ts_max_advance = max(r.ts_max_advance, advance)
+        oldest, newest = self.ts_sent
+        if (tsecr - oldest) & M32 > (newest - oldest) & M32:
+            r.ts_bad_echo += 1
+        if syn:
+            self.synack_ts = ts
+        if advance < 1 << 31 and (not self.ts_recent or
+                                  (tsval - self.ts_recent) & M32 < 1 << 31):
+            self.ts_recent = tsval  # RFC 7323 4.3: echo the newest in-window TSval
 
     def handshake(self, timeout: float = 5.0) -> None:
         self.result = TransferResult(b"")
@@ -340,6 +416,7 @@ class SwitchPeer:
         ack_off = len(data) + (1 if fin_at is not None and len(data) >= fin_at else 0)
         opts = b""
         blocks = self._sack_blocks(data, ooo, recent) if ooo else []
+        blocks = blocks[:3] if self.timestamps else blocks  # 40 option bytes: TS + 3 blocks
         if blocks:
             opts = b"\x01\x01" + bytes([5, 2 + 8 * len(blocks)]) + b"".join(
                 struct.pack("!II", (base1 + a) & M32, (base1 + b) & M32) for a, b in blocks)

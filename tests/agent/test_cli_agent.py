@@ -135,3 +135,32 @@ def test_attach_needs_secret_and_interface(tmp_path: Path) -> None:
     assert no_secret.returncode == 1 and "--secret-file is required" in no_secret.stderr
     no_iface = cli("--iface", "mra-nosuch", "--secret-file", str(secret(tmp_path, KEY_HEX)))
     assert no_iface.returncode == 1 and "no network interface 'mra-nosuch'" in no_iface.stderr
+
+
+@pytest.mark.root
+@pytest.mark.netns
+def test_reattach_refuses_maps_of_another_layout(tmp_path: Path,
+                                                 veth_ns: tuple[str, str]) -> None:
+    # maps pinned by an agent with another struct flow (e.g. before ts_base/ts_delta):
+    # stand one in by pinning the config array (56-byte values) as the flows map
+    from miresga_core.bpf import Map
+
+    ns, ifname = veth_ns
+    key = secret(tmp_path, KEY_HEX)
+    base = ("--netns", ns, "--iface", ifname)
+    pins = Path(f"/sys/fs/bpf/miresga/{ifname}")
+    try:
+        assert cli(*base, "--secret-file", str(key)).returncode == 0
+        config = Map.from_pinned(pins / "config")
+        try:
+            (pins / "flows").unlink()
+            config.pin(pins / "flows")
+        finally:
+            config.close()
+        again = cli(*base, "--secret-file", str(key))
+        assert again.returncode == 1, again.stdout
+        assert "another agent version (flow 56 B" in again.stderr and "detach first" in \
+            again.stderr, again.stderr
+    finally:
+        assert cli(*base, "--detach").returncode == 0
+    assert not pins.exists()

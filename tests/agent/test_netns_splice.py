@@ -8,6 +8,10 @@ arrives with seq = seq_base, sends GET, and receives the response with its own m
 receiver that ACKs (and SACKs) in the switch's space only. While the body flows, ``ss`` in
 the backend namespace must show an ordinary established connection from the client.
 
+Timestamps (test_splice_timestamps): the peer plays a client connection with timestamps
+(form (b) SYN); the backend's kernel must negotiate them (``ts`` in ``ss -ti``) and every
+segment it sends must reach the peer with a TSval in the switch's clock (switch_peer.py).
+
 Variants: native XDP with the veth's TX checksum offload on (egress sees CHECKSUM_PARTIAL
 skbs) and off (complete checksums, which the peer verifies on every segment), generic
 XDP, and loss + reordering (SACK recovery through the agent's SACK translation). Loss and
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -192,6 +197,89 @@ def test_splice_10mb(lab: Lab, server: object, body: bytes, secret: Path, mode: 
         detached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--detach")
         assert detached.returncode == 0, detached.stderr
         assert not Path(f"/sys/fs/bpf/miresga/{lab.backend_if}").exists()
+
+
+TS_VARIANTS = [
+    pytest.param("native", "off", False, id="native-txcsum-off"),
+    pytest.param("generic", "on", False, id="generic-txcsum-on"),
+    pytest.param("native", "on", True, id="native-peer-lossy"),
+]
+
+
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "tx_csum", "lossy"), TS_VARIANTS)
+def test_splice_timestamps(lab: Lab, server: object, body: bytes, secret: Path, mode: str,
+                           tx_csum: str, lossy: bool) -> None:
+    if tx_csum == "off":
+        nsexec(lab.backend_ns, "ethtool", "-K", lab.backend_if, "tx", "off")
+    attached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--secret-file",
+                   str(secret), "--mode", mode)
+    assert attached.returncode == 0, attached.stderr
+    sock = None
+    try:
+        with in_netns(lab.peer_ns):
+            sock = SwitchPeer.open_socket(lab.peer_if)
+        impair = {"loss": 0.01, "reorder": 0.1} if lossy else {}
+        peer = SwitchPeer(sock, client=C_ADDR, backend=B_ADDR, backend_port=PORT,
+                          peer_mac=lab.peer_mac, backend_mac=lab.backend_mac, key=KEY,
+                          check_checksums=(tx_csum == "off"), timestamps=True, **impair)
+        peer.bind(lab.peer_if)
+        peer.handshake()
+        # the backend's kernel took the rewritten SYN and answered with timestamps; the
+        # agent moved its TSval to ts_base and the TSecr echoes the SYN's TSval
+        assert peer.synack_ts is not None, peer.synack_options.hex()
+        assert peer.synack_ts[0] == peer.ts_base, (hex(peer.synack_ts[0]), hex(peer.ts_base))
+        ss_lines: list[str] = []
+        result = peer.fetch(
+            b"GET /blob HTTP/1.1\r\nHost: backend\r\n\r\n", expect_len=BODY_SIZE + 4096,
+            timeout=120, on_progress=lambda: ss_lines.append(nsexec(
+                lab.backend_ns, "ss", "-tinoH", "state", "established", f"( sport = :{PORT} )")))
+        got = result.data.partition(b"\r\n\r\n")[2]
+        assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
+        assert peer.close(len(result.data)), "backend never ACKed our FIN"
+        assert ss_lines and f"{C_ADDR}:{peer.cport}" in ss_lines[0], ss_lines
+        # this ss prints the negotiated options (ts, sack) only with -o or -e; the kernel's
+        # MSS is the client's 1400 less the 12 bytes every timestamped segment carries
+        assert re.search(r"\bts\b", ss_lines[0]), f"timestamps not negotiated: {ss_lines[0]}"
+        assert "mss:1388" in ss_lines[0], ss_lines[0]
+        r = result
+        assert r.ts_missing == 0 and r.ts_segments > r.segments, r
+        assert (r.ts_behind_base, r.ts_backwards, r.ts_bad_echo) == (0, 0, 0), r
+        assert 0 < r.ts_max_advance < 120_000, r.ts_max_advance  # the backend's ms clock
+        if tx_csum == "off":
+            assert r.bad_checksums == 0, f"{r.bad_checksums} bad TCP checksums"
+        if lossy:
+            assert r.out_of_order > 0 and r.sack_acks > 0, r
+        st = json.loads(cli("--netns", lab.backend_ns, "--iface", lab.backend_if,
+                            "--status", "--json").stdout)
+        c = st["counters"]
+        assert (c["SYN_TS"], c["SYNACK_NO_TS"]) == (1, 0), c
+        assert c["TS_OUT_TRANSLATED"] > 0 and c["TS_IN_TRANSLATED"] > 0, c
+        flows = [f for f in st["flows"] if f["client"] == f"{C_ADDR}:{peer.cport}"]
+        assert flows and {"TS", "TS_DELTA"} <= set(flows[0]["flags"]), flows
+        assert flows[0]["ts_base"] == peer.ts_base
+        text = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--status").stdout
+        assert f"ts_delta {flows[0]['ts_delta']:#x}" in text, text
+        print(f"\n{mode}/tx-csum {tx_csum}/lossy {lossy}: {len(got)} B in "
+              f"{r.seconds:.2f} s, {r.ts_segments} segments with TS, clock +"
+              f"{r.ts_max_advance} ticks, {r.sack_acks} SACK ACKs; {ss_lines[0].strip()}")
+    finally:
+        if sock is not None:
+            sock.close()
+        detached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--detach")
+        assert detached.returncode == 0, detached.stderr
+
+
+def test_peer_timestamp_parser() -> None:
+    # the peer's timestamp checks rest on this parser: Linux's layout, a scan, malformed
+    from switch_peer import timestamps_of
+
+    assert timestamps_of(bytes([1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 6])) == (5, 6)
+    assert timestamps_of(bytes([2, 4, 5, 0xb4, 4, 2, 8, 10]) + bytes(8)) == (0, 0)
+    assert timestamps_of(bytes([2, 4, 5, 0xb4, 1, 3, 3, 7])) is None
+    assert timestamps_of(bytes([8, 10, 0, 0])) is None  # truncated
 
 
 def test_peer_checksum_check_can_fail() -> None:

@@ -3,7 +3,7 @@
 #ifndef _MIRESGA_GENERATED_COUNTERS_P4_
 #define _MIRESGA_GENERATED_COUNTERS_P4_
 
-#define COUNTERS_SIZE 27
+#define COUNTERS_SIZE 28
 
 const counter_index_t CTR_RX            = 0;  // packets seen
 const counter_index_t CTR_MALFORMED     = 1;  // truncated or unparsable headers: dropped
@@ -32,5 +32,6 @@ const counter_index_t CTR_XDP_PASS      = 23;  // verdict XDP_PASS
 const counter_index_t CTR_XDP_TX        = 24;  // verdict XDP_TX
 const counter_index_t CTR_XDP_REDIRECT  = 25;  // verdict XDP_REDIRECT
 const counter_index_t CTR_SYN_NOSECRET  = 26;  // SYN dropped: no cookie secret set yet (all-zero key)
+const counter_index_t CTR_SYNACK_TS     = 27;  // cookie SYN-ACK that carries timestamps (XDP only; also counted in synack)
 
 #endif

@@ -45,7 +45,8 @@ enum miresga_counter {
 	MIRESGA_CNT_XDP_TX = 24, /* verdict XDP_TX */
 	MIRESGA_CNT_XDP_REDIRECT = 25, /* verdict XDP_REDIRECT */
 	MIRESGA_CNT_SYN_NOSECRET = 26, /* SYN dropped: no cookie secret set yet (all-zero key) */
-	MIRESGA_N_COUNTERS = 27,
+	MIRESGA_CNT_SYNACK_TS = 27, /* cookie SYN-ACK that carries timestamps (XDP only; also counted in synack) */
+	MIRESGA_N_COUNTERS = 28,
 };
 
 /* vip key */
@@ -243,7 +244,7 @@ _Static_assert(sizeof(struct cookie_clock_value) == 16, "cookie_clock_value layo
 _Static_assert(__builtin_offsetof(struct cookie_clock_value, base_slot) == 0, "cookie_clock_value.base_slot");
 _Static_assert(__builtin_offsetof(struct cookie_clock_value, base_ns) == 8, "cookie_clock_value.base_ns");
 
-/* counters key: __u32 index, 0..26 */
+/* counters key: __u32 index, 0..27 */
 /* counters value: data */
 struct counters_value {
 	__u64 packets; /* 64 bits */
@@ -380,7 +381,7 @@ struct {
 /* Packet and byte counters per table outcome and verdict. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 27);
+	__uint(max_entries, 28);
 	__type(key, __u32);
 	__type(value, struct counters_value);
 } counters SEC(".maps");
