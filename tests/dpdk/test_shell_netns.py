@@ -264,7 +264,8 @@ def _run_wire(lab, registry, tmp_path, workers, asan, sws) -> None:
         else:  # each shard has its own offload socket: order across them is not kept
             assert Counter(wire.offloads_got) == Counter(wire.offloads_want)
             assert wire.offloads_want
-        # idle: adaptive polling sleeps (well under a core on average)
+        # idle: the loop waits in poll(2) on the af_packet sockets (well under a core)
+        assert "idle wait: poll on the packet sockets" in fe.log()
         pid = fe.proc.pid
         c0, t0 = _cpu_seconds(pid), time.monotonic()
         time.sleep(2.0)

@@ -20,20 +20,26 @@
  * af_packet fanout hash, which puts the two directions of a connection (client -> VIP,
  * backend -> client) on unrelated queues, so with several shards each frame goes to the
  * shard that owns its client endpoint (fe_steer.h): frames that arrive elsewhere are
- * handed over a ring (one per shard, multi-producer, single consumer). Idle polling
- * backs off to short sleeps on every lcore so an idle front-end does not burn cores.
+ * handed over a ring (one per shard, multi-producer, single consumer). An idle lcore
+ * does not burn its core: after a short spin it waits in poll(2) on the port's packet
+ * sockets (af_packet / af_xdp vdevs have no DPDK Rx interrupt), so a frame wakes it at
+ * once and a quiet port costs one wake-up a millisecond; without such sockets (a PCI
+ * NIC) it backs off to short sleeps instead.
  *
  * Control socket (unix datagram, text): "cookie <hex16> [<hex16>]" sets the cookie keys
  * (the controller reads them from the switch), "stats" writes the stats file now, "quit".
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,7 +60,14 @@
 #define IDLE_SLEEP_MAX_US 1000     /* see docs/dpdk.md, "Idle back-off" */
 #endif
 
+#define WAKE_FDS_MAX 16
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
+
 static volatile sig_atomic_t force_quit;
+static struct pollfd wake_fds[WAKE_FDS_MAX];  /* the vdev's packet sockets */
+static int nwake;
 static struct fe_shard *shards[RTE_MAX_LCORE];
 static unsigned nshards;
 static const char *opt_config, *opt_offl, *opt_ctl, *opt_stats, *opt_pins;
@@ -186,6 +199,44 @@ static void take_cookie_keys(struct fe_shard *s)
 	s->cookie_gen = g;
 }
 
+/* The packet sockets (AF_PACKET, AF_XDP) the vdev opened: the PMDs do not export them,
+ * so they are found among our descriptors. poll(2) on them says "frames in the ring". */
+static void find_wake_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) && nwake < WAKE_FDS_MAX) {
+		int fd = atoi(e->d_name), dom = 0;
+		socklen_t len = sizeof(dom);
+		struct stat st;
+
+		if (fd <= 2 || fd == dirfd(d) || fstat(fd, &st) || !S_ISSOCK(st.st_mode) ||
+		    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) ||
+		    (dom != AF_PACKET && dom != AF_XDP))
+			continue;
+		wake_fds[nwake++] = (struct pollfd){.fd = fd, .events = POLLIN};
+	}
+	closedir(d);
+}
+
+/* Idle: wait for a frame on the port's sockets (at most IDLE_SLEEP_MAX_US), or sleep. */
+static void idle_wait(unsigned *sleep_us)
+{
+	if (nwake) {
+		struct pollfd fds[WAKE_FDS_MAX];
+
+		memcpy(fds, wake_fds, sizeof(fds[0]) * nwake);  /* revents: per caller */
+		poll(fds, (nfds_t)nwake, IDLE_SLEEP_MAX_US / 1000 ? IDLE_SLEEP_MAX_US / 1000 : 1);
+		return;
+	}
+	usleep(*sleep_us);  /* adaptive: back off while idle, up to IDLE_SLEEP_MAX_US */
+	if (*sleep_us < IDLE_SLEEP_MAX_US)
+		*sleep_us *= 2;
+}
+
 /* The generic loop: it moves bursts and calls the stage; it never reads a packet. */
 static int lcore_loop(void *arg)
 {
@@ -233,9 +284,7 @@ static int lcore_loop(void *arg)
 			idle = 0;
 			sleep_us = 1;
 		} else if (++idle > IDLE_SPIN) {
-			usleep(sleep_us);  /* adaptive: back off while idle, up to 1 ms */
-			if (sleep_us < IDLE_SLEEP_MAX_US)
-				sleep_us *= 2;
+			idle_wait(&sleep_us);
 		}
 	}
 	fe_snapshot(s);  /* the final figures, for the stats written at exit */
@@ -427,6 +476,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	rte_eth_macaddr_get(0, &mac);
+	find_wake_fds();
+	fprintf(stderr, "miresga-fe: idle wait: %s\n",
+		nwake ? "poll on the packet sockets" : "sleep");
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	if (choose_offload_mode())
