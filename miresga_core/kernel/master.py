@@ -71,8 +71,9 @@ class Master:
         self.config = config
         self.engine = engine
         self.native: tuple[Any, str] | None = None  # (binary, plan path) of engine native
+        self.listen_socks: dict[str, socket.socket] = {}  # engine native: shared by workers
         if engine == "native":
-            self.native = _prepare_native(config, registry, binary)
+            self.native, self.listen_socks = _prepare_native(config, registry, binary)
         self.registry = registry
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
@@ -96,7 +97,8 @@ class Master:
         if self.native is not None:
             from .native import NativeWorker
 
-            proc = NativeWorker(self.native[0], self.native[1], index, child)
+            proc = NativeWorker(self.native[0], self.native[1], index, child,
+                                tuple(s.fileno() for s in self.listen_socks.values()))
         else:
             proc = self.ctx.Process(target=_worker_entry, name=f"miresga-worker-{index}",
                                     args=(self.config, self.registry, child, index,
@@ -194,24 +196,30 @@ class Master:
         await loop.run_in_executor(None, self.stop_workers, time.monotonic() + drain + 2)
         if self.native is not None:
             shutil.rmtree(os.path.dirname(self.native[1]), ignore_errors=True)
+        for sock in self.listen_socks.values():
+            sock.close()
 
 
-def _prepare_native(config: Config, registry: Registry,
-                    binary: Path | None) -> tuple[Any, str]:
+def _prepare_native(config: Config, registry: Registry, binary: Path | None
+                    ) -> tuple[tuple[Any, str], dict[str, socket.socket]]:
     """Engine native: check the config, build the worker (unless ``binary`` is the one
-    already built), write its plan."""
-    from .native import build_worker, check_native, write_plan
+    already built), open the listening sockets the workers share, write the plan."""
+    from .native import build_worker, check_native, listen_sockets, write_plan
 
     programs = check_native(config, registry)
     binary = binary or build_worker()
+    socks = listen_sockets(config)
     plan = os.path.join(tempfile.mkdtemp(prefix="miresga-kw-"), "plan")
-    write_plan(config, registry, plan, programs)
+    write_plan(config, registry, plan, programs,
+               {name: sock.fileno() for name, sock in socks.items()})
     check = subprocess.run([str(binary), "--plan", plan, "--check"], capture_output=True,
                            text=True, timeout=30, check=False)
     if check.returncode != 0:  # a worker would die at once, again and again
         shutil.rmtree(os.path.dirname(plan), ignore_errors=True)
+        for sock in socks.values():
+            sock.close()
         raise MiresgaError(f"native kernel worker refused its plan: {check.stderr.strip()}")
-    return binary, plan
+    return (binary, plan), socks
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -18,6 +18,7 @@ With ``[dataplane.kernel] engine = "native"`` the Python master stays the contro
                <head ms> <idle ms> <connect ms> <response ms> <drain ms>
                <n> <plan pool index of program pool 0..n-1> <program hex>
       splice_min <bytes>
+      listen_fd <listener name> <fd>      (the master's listening socket, inherited)
 
 * ``NativeWorker`` runs one worker with its control socket inherited; it quacks like the
   ``multiprocessing.Process`` the master supervises (``is_alive``, ``pid``, ``join``...).
@@ -42,7 +43,7 @@ from ..errors import ConfigError
 from ..tomlpos import KeyLines
 
 __all__ = ["KW_DIR", "NativeWorker", "build_target", "build_worker", "check_native",
-           "write_plan"]
+           "listen_sockets", "write_plan"]
 
 KW_DIR = REPO_ROOT / "native" / "kernel"
 # Response bodies at least this long move with splice(2); MIRESGA_KW_SPLICE_MIN overrides it
@@ -144,8 +145,40 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def listen_sockets(config: Config) -> dict[str, socket.socket]:
+    """One listening socket per listener, opened by the master and inherited by every
+    worker: a single accept queue that the workers share (EPOLLEXCLUSIVE), so a connection
+    goes to a worker that is free; with SO_REUSEPORT a hash of the 4-tuple picks the worker
+    and can leave one with twice the other's connections. A restarted worker takes the
+    same queue over, so nothing queued is lost when one dies."""
+    socks: dict[str, socket.socket] = {}
+    try:
+        for listener in config.listeners:
+            addr = listener.listen
+            family = socket.AF_INET6 if addr.family_v6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks[listener.name] = sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted inherit it
+            try:
+                sock.bind((addr.host, addr.port))
+            except OSError as exc:
+                raise ConfigError(f"listener {listener.name}: cannot bind {addr}: "
+                                  f"{exc.strerror}", file=config.file,
+                                  line=_line(config, ("listeners", config.listeners.index(
+                                      listener), "listen"))) from None
+            sock.listen(4096)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in socks.values():
+            sock.close()
+        raise
+    return socks
+
+
 def write_plan(config: Config, registry: Any, path: str | os.PathLike[str],
-               programs: dict[str, bytes] | None = None) -> None:
+               programs: dict[str, bytes] | None = None,
+               listen_fds: dict[str, int] | None = None) -> None:
     """Write the workers' plan (format: module docstring)."""
     if programs is None:
         programs = check_native(config, registry)
@@ -168,6 +201,8 @@ def write_plan(config: Config, registry: Any, path: str | os.PathLike[str],
             f"{min(listener.retries, MAX_RETRIES)} {int(listener.forwarded_for)} "
             f"{_ms(t.head)} {_ms(t.idle)} {_ms(t.connect)} {_ms(t.response)} {_ms(t.drain)} "
             f"{len(program.pools)} {pool_index}{' ' if pool_index else ''}{data.hex()}")
+    for name, fd in (listen_fds or {}).items():
+        lines.append(f"listen_fd {_q(name)} {fd}")
     tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "w", encoding="ascii") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -177,16 +212,18 @@ def write_plan(config: Config, registry: Any, path: str | os.PathLike[str],
 class NativeWorker:
     """One ``miresga-kw`` process; the interface the master uses of a Process."""
 
-    def __init__(self, binary: Path, plan: str, index: int, control: socket.socket) -> None:
+    def __init__(self, binary: Path, plan: str, index: int, control: socket.socket,
+                 listen_fds: tuple[int, ...] = ()) -> None:
         self.binary, self.plan, self.index, self.control = binary, plan, index, control
+        self.listen_fds = listen_fds  # the master's listening sockets the plan names
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         fd = self.control.fileno()
         self.proc = subprocess.Popen(
             [str(self.binary), "--plan", self.plan, "--worker", str(self.index),
-             "--control-fd", str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL,
-            preexec_fn=_ignore_sigint)
+             "--control-fd", str(fd)], pass_fds=(fd, *self.listen_fds),
+            stdin=subprocess.DEVNULL, preexec_fn=_ignore_sigint)
 
     @property
     def pid(self) -> int | None:

@@ -54,7 +54,8 @@ class KernelDataPlane:
         log.info("engine %s: %s", choice.engine, choice.reason)
         master = Master(config, registry, opts.workers, opts.uvloop, opts.splice,
                         opts.splice_min_body, choice.engine, choice.binary)
-        check_bindable(config)
+        if master.native is None:  # the native master holds the bound sockets already
+            check_bindable(config)
         if choice.engine == "python" and master.count == 1 and config.admin.listen is None \
                 and not _has_health(config):
             serve_worker(config, registry, None, 0, opts.uvloop, opts.splice,  # no master

@@ -72,6 +72,25 @@ void ep_add(int fd, void *ptr, uint32_t events)
 }
 /* ------------------------------------------------------------------ listeners, accept */
 
+/* One accept queue shared by every worker (the master's socket): EPOLLEXCLUSIVE wakes one
+ * waiting worker per connection, so connections go to whoever is free, not by a hash of
+ * the 4-tuple as with SO_REUSEPORT (which can leave one worker with twice the other's). */
+#define LISTEN_EVENTS(l) (EPOLLIN | ((l)->shared_fd >= 0 ? EPOLLEXCLUSIVE : 0))
+
+static int use_shared_listener(struct kw_listener *l)
+{
+	int fl = fcntl(l->shared_fd, F_GETFL);
+
+	if (fl < 0 || fcntl(l->shared_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		kw_log("error", "listener %s: inherited fd %d: %s", l->name, l->shared_fd,
+		       strerror(errno));
+		return -1;
+	}
+	l->fd = l->shared_fd;
+	ep_add(l->fd, l, LISTEN_EVENTS(l));
+	return 0;
+}
+
 static int open_listener(struct kw_listener *l)
 {
 	struct sockaddr_storage sa;
@@ -80,6 +99,8 @@ static int open_listener(struct kw_listener *l)
 	struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
 
+	if (l->shared_fd >= 0)
+		return use_shared_listener(l);
 	memset(&sa, 0, sizeof(sa));
 	if (inet_pton(AF_INET, l->host, &v4->sin_addr) == 1) {
 		v4->sin_family = AF_INET;
@@ -116,34 +137,29 @@ static int64_t accept_paused_until;
  * Stop watching the listeners for a while (the sweep turns them back on). */
 static void pause_accepting(void)
 {
-	struct epoll_event ev = { .events = 0 };
-
 	if (!accept_paused_until)
 		kw_log("warning", "accept: %s: not accepting for 100 ms", strerror(errno));
 	accept_paused_until = now_ms() + 100;
-	for (int i = 0; i < plan.nlisteners; i++)
-		if (plan.l[i].fd >= 0) {
-			ev.data.ptr = &plan.l[i];
-			epoll_ctl(ep, EPOLL_CTL_MOD, plan.l[i].fd, &ev);
-		}
+	for (int i = 0; i < plan.nlisteners; i++)  /* DEL/ADD: EPOLLEXCLUSIVE refuses MOD */
+		if (plan.l[i].fd >= 0)
+			epoll_ctl(ep, EPOLL_CTL_DEL, plan.l[i].fd, NULL);
 }
 
 static void resume_accepting(int64_t now)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
-
 	if (!accept_paused_until || now < accept_paused_until)
 		return;
 	accept_paused_until = 0;
 	for (int i = 0; i < plan.nlisteners; i++)
-		if (plan.l[i].fd >= 0) {
-			ev.data.ptr = &plan.l[i];
-			epoll_ctl(ep, EPOLL_CTL_MOD, plan.l[i].fd, &ev);
-		}
+		if (plan.l[i].fd >= 0)
+			ep_add(plan.l[i].fd, &plan.l[i], LISTEN_EVENTS(&plan.l[i]));
 }
 static void accept_some(struct kw_listener *l)
 {
-	for (int i = 0; i < 64 && !draining; i++) {
+	/* shared queue: one per wake-up, so the other workers take their share */
+	int burst = l->shared_fd >= 0 ? 1 : 64;
+
+	for (int i = 0; i < burst && !draining; i++) {
 		struct sockaddr_storage sa;
 		socklen_t len = sizeof(sa);
 		int fd = accept4(l->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -52,6 +52,7 @@ struct kw_stats {
 struct kw_listener {
 	int tag;                        /* TAG_LISTENER */
 	int fd;
+	int shared_fd;                  /* the master's listening socket, inherited; -1: none */
 	char *name, *host;
 	int port, v6;
 	int max_head, retries, xff;

@@ -161,6 +161,7 @@ static int add_listener(struct kw_plan *pl, char **f, int n, char *err, size_t e
 	l->index = pl->nlisteners++;
 	l->tag = TAG_LISTENER;
 	l->fd = -1;
+	l->shared_fd = -1;
 	l->name = text(f[1]);
 	l->host = text(f[2]);
 	l->port = atoi(f[3]);
@@ -192,6 +193,18 @@ static int add_listener(struct kw_plan *pl, char **f, int n, char *err, size_t e
 	return 0;
 }
 
+/* "listen_fd <listener> <fd>": the master's listening socket for that listener, which
+ * every worker inherits (one accept queue for all: docs/native-kernel.md). */
+static int set_listen_fd(struct kw_plan *pl, const char *name, int fd)
+{
+	for (int i = 0; i < pl->nlisteners; i++)
+		if (!strcmp(pl->l[i].name, name) && fd > 2) {
+			pl->l[i].shared_fd = fd;
+			return 0;
+		}
+	return -1;
+}
+
 int plan_load(const char *path, struct kw_plan *pl, char *err, size_t errlen)
 {
 	FILE *fp = fopen(path, "r");
@@ -220,6 +233,8 @@ int plan_load(const char *path, struct kw_plan *pl, char *err, size_t errlen)
 			rc = add_listener(pl, f, n, err, errlen);
 		else if (!strcmp(f[0], "splice_min") && n == 2)
 			pl->splice_min = atol(f[1]);
+		else if (!strcmp(f[0], "listen_fd") && n == 3)
+			rc = set_listen_fd(pl, f[1], atoi(f[2]));
 		else
 			rc = -1;
 		if (rc == -1)

@@ -565,3 +565,21 @@ def test_consistent_hash_is_sticky_and_both_engines_agree(engine):
     _HASHED_SEEN[engine] = {user: next(iter(v)) for user, v in seen.items()}
     if len(_HASHED_SEEN) == len(ENGINES):
         assert _HASHED_SEEN["python"] == _HASHED_SEEN["native"]
+
+
+def test_native_workers_share_the_masters_listening_socket():
+    """One accept queue for every native worker (docs/native-kernel.md): a single
+    listening socket, held by the master and both workers (SO_REUSEPORT would show one
+    socket per worker), and requests are served through it."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) missing")
+    with serving(HASHED.format(engine="native"), ["h1", "h2"]) as (lb, _):
+        conn = _conn(lb)
+        conn.request("GET", "/x", headers={"x-user": "u"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{lb.port}"], capture_output=True,
+                             text=True, check=True).stdout
+        sockets = [line for line in out.splitlines() if line.strip()]
+        assert len(sockets) == 1, out
+        assert sockets[0].count('"miresga-kw"') == 2, out
