@@ -22,6 +22,7 @@ them itself: it ignores ~1% of the data segments it receives and delivers ~10% l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -98,6 +99,34 @@ def secret(tmp_path: Path) -> Path:
     return path
 
 
+
+@contextlib.contextmanager
+def _spliced(lab: Lab, secret: Path, mode: str, tx_csum: str,
+             **peer_kw: object) -> Iterator[tuple[SwitchPeer, object]]:
+    """The agent attached to the backend's interface and a switch peer on the other end,
+    its forged SYN answered; detached (and its pins gone) afterwards."""
+    if tx_csum == "off":
+        nsexec(lab.backend_ns, "ethtool", "-K", lab.backend_if, "tx", "off")
+    attached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--secret-file",
+                   str(secret), "--mode", mode)
+    assert attached.returncode == 0, attached.stderr
+    sock = None
+    try:
+        with in_netns(lab.peer_ns):
+            sock = SwitchPeer.open_socket(lab.peer_if)
+        peer = SwitchPeer(sock, client=C_ADDR, backend=B_ADDR, backend_port=PORT,
+                          peer_mac=lab.peer_mac, backend_mac=lab.backend_mac, key=KEY,
+                          check_checksums=(tx_csum == "off"), **peer_kw)
+        peer.bind(lab.peer_if)
+        peer.handshake()
+        yield peer, sock
+    finally:
+        if sock is not None:
+            sock.close()
+        detached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--detach")
+        assert detached.returncode == 0, detached.stderr
+        assert not Path(f"/sys/fs/bpf/miresga/{lab.backend_if}").exists()
+
 VARIANTS = [
     pytest.param("native", "on", None, id="native-txcsum-on"),
     pytest.param("native", "off", None, id="native-txcsum-off"),
@@ -112,8 +141,6 @@ VARIANTS = [
 @pytest.mark.parametrize(("mode", "tx_csum", "netem"), VARIANTS)
 def test_splice_10mb(lab: Lab, server: object, body: bytes, secret: Path, mode: str,
                      tx_csum: str, netem: str | None) -> None:
-    if tx_csum == "off":
-        nsexec(lab.backend_ns, "ethtool", "-K", lab.backend_if, "tx", "off")
     impair = {}
     if netem:
         added = subprocess.run(["ip", "netns", "exec", lab.backend_ns, "tc", "qdisc", "add",
@@ -121,18 +148,7 @@ def test_splice_10mb(lab: Lab, server: object, body: bytes, secret: Path, mode: 
                                capture_output=True, text=True, timeout=20, check=False)
         if added.returncode != 0:  # no netem in this kernel: the peer impairs instead
             impair = {"loss": 0.01, "reorder": 0.1}
-    attached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--secret-file",
-                   str(secret), "--mode", mode)
-    assert attached.returncode == 0, attached.stderr
-    sock = None
-    try:
-        with in_netns(lab.peer_ns):
-            sock = SwitchPeer.open_socket(lab.peer_if)
-        peer = SwitchPeer(sock, client=C_ADDR, backend=B_ADDR, backend_port=PORT,
-                          peer_mac=lab.peer_mac, backend_mac=lab.backend_mac, key=KEY,
-                          check_checksums=(tx_csum == "off"), **impair)
-        peer.bind(lab.peer_if)
-        peer.handshake()
+    with _spliced(lab, secret, mode, tx_csum, **impair) as (peer, sock):
         ss_lines: list[str] = []
 
         def ss_check() -> None:  # while the body flows
@@ -191,12 +207,6 @@ def test_splice_10mb(lab: Lab, server: object, body: bytes, secret: Path, mode: 
               f"{result.sack_acks} SACK ACKs, {result.injected_losses} injected losses, "
               f"{result.injected_reorders} reorders, windows {min(result.windows)}.."
               f"{max(result.windows)}")
-    finally:
-        if sock is not None:
-            sock.close()
-        detached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--detach")
-        assert detached.returncode == 0, detached.stderr
-        assert not Path(f"/sys/fs/bpf/miresga/{lab.backend_if}").exists()
 
 
 TS_VARIANTS = [
@@ -212,21 +222,8 @@ TS_VARIANTS = [
 @pytest.mark.parametrize(("mode", "tx_csum", "lossy"), TS_VARIANTS)
 def test_splice_timestamps(lab: Lab, server: object, body: bytes, secret: Path, mode: str,
                            tx_csum: str, lossy: bool) -> None:
-    if tx_csum == "off":
-        nsexec(lab.backend_ns, "ethtool", "-K", lab.backend_if, "tx", "off")
-    attached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--secret-file",
-                   str(secret), "--mode", mode)
-    assert attached.returncode == 0, attached.stderr
-    sock = None
-    try:
-        with in_netns(lab.peer_ns):
-            sock = SwitchPeer.open_socket(lab.peer_if)
-        impair = {"loss": 0.01, "reorder": 0.1} if lossy else {}
-        peer = SwitchPeer(sock, client=C_ADDR, backend=B_ADDR, backend_port=PORT,
-                          peer_mac=lab.peer_mac, backend_mac=lab.backend_mac, key=KEY,
-                          check_checksums=(tx_csum == "off"), timestamps=True, **impair)
-        peer.bind(lab.peer_if)
-        peer.handshake()
+    impair = {"loss": 0.01, "reorder": 0.1} if lossy else {}
+    with _spliced(lab, secret, mode, tx_csum, timestamps=True, **impair) as (peer, _sock):
         # the backend's kernel took the rewritten SYN and answered with timestamps; the
         # agent moved its TSval to ts_base and the TSecr echoes the SYN's TSval
         assert peer.synack_ts is not None, peer.synack_options.hex()
@@ -265,11 +262,6 @@ def test_splice_timestamps(lab: Lab, server: object, body: bytes, secret: Path, 
         print(f"\n{mode}/tx-csum {tx_csum}/lossy {lossy}: {len(got)} B in "
               f"{r.seconds:.2f} s, {r.ts_segments} segments with TS, clock +"
               f"{r.ts_max_advance} ticks, {r.sack_acks} SACK ACKs; {ss_lines[0].strip()}")
-    finally:
-        if sock is not None:
-            sock.close()
-        detached = cli("--netns", lab.backend_ns, "--iface", lab.backend_if, "--detach")
-        assert detached.returncode == 0, detached.stderr
 
 
 def test_peer_timestamp_parser() -> None:
