@@ -319,10 +319,8 @@ class TofinoSwitch(SwitchDriver):
     def _clear(self) -> None:
         """Start from empty tables: delete every entry, zero the Bloom filter."""
         for name in self._shadow:
-            t = table(name)
-            if t.kind is not Kind.SINGLETON:
-                self._rpc(t, "entry_del(all)", 0,
-                          functools.partial(self._tables[name].entry_del, self._target))
+            if table(name).kind is not Kind.SINGLETON:
+                self._drop_all(name)
         self.clear_bloom()
         self.write(names.LB_CONTROL, [({}, {"active": 0, "changing": 0})])
 

@@ -66,14 +66,17 @@ def _worker_entry(config: Config, registry: Registry, control: socket.socket, in
 class Master:
     def __init__(self, config: Config, registry: Registry, workers: int, use_uvloop: bool,
                  splice: str = "auto", splice_min_body: int = SPLICE_MIN_BODY,
-                 engine: str = "python", binary: Path | None = None):
-        """``binary``: the native worker, when choosing the engine already built it."""
+                 engine: str = "python", binary: Path | None = None,
+                 programs: dict[str, bytes] | None = None):
+        """``binary``, ``programs``: the native worker and the listeners' compiled rule
+        programs, when choosing the engine already made them."""
         self.config = config
         self.engine = engine
         self.native: tuple[Any, str] | None = None  # (binary, plan path) of engine native
         self.listen_socks: dict[str, socket.socket] = {}  # engine native: shared by workers
         if engine == "native":
-            self.native, self.listen_socks = _prepare_native(config, registry, binary)
+            self.native, self.listen_socks = _prepare_native(config, registry, binary,
+                                                             programs)
         self.registry = registry
         self.count = workers or os.cpu_count() or 1
         self.use_uvloop = use_uvloop
@@ -200,13 +203,15 @@ class Master:
             sock.close()
 
 
-def _prepare_native(config: Config, registry: Registry, binary: Path | None
+def _prepare_native(config: Config, registry: Registry, binary: Path | None,
+                    programs: dict[str, bytes] | None
                     ) -> tuple[tuple[Any, str], dict[str, socket.socket]]:
-    """Engine native: check the config, build the worker (unless ``binary`` is the one
-    already built), open the listening sockets the workers share, write the plan."""
+    """Engine native: check the config and build the worker (unless ``programs`` and
+    ``binary`` are what the engine choice already made), open the listening sockets the
+    workers share, write the plan."""
     from .native import build_worker, check_native, listen_sockets, write_plan
 
-    programs = check_native(config, registry)
+    programs = programs if programs is not None else check_native(config, registry)
     binary = binary or build_worker()
     socks = listen_sockets(config)
     plan = os.path.join(tempfile.mkdtemp(prefix="miresga-kw-"), "plan")

@@ -53,7 +53,7 @@ class KernelDataPlane:
         choice = choose_engine(config, registry, opts)
         log.info("engine %s: %s", choice.engine, choice.reason)
         master = Master(config, registry, opts.workers, opts.uvloop, opts.splice,
-                        opts.splice_min_body, choice.engine, choice.binary)
+                        opts.splice_min_body, choice.engine, choice.binary, choice.programs)
         if master.native is None:  # the native master holds the bound sockets already
             check_bindable(config)
         if choice.engine == "python" and master.count == 1 and config.admin.listen is None \
@@ -68,12 +68,13 @@ class KernelDataPlane:
 @dataclass(frozen=True)
 class EngineChoice:
     """The engine that serves a config, why (what `serve` logs and `miresga check` prints),
-    and the native worker the choice had to build to know it can run here (``auto``), so
-    the master does not build it a second time."""
+    and what the choice had to make to know the native worker can run here (``auto``): the
+    built binary and the compiled rule programs, so the master does not make them again."""
 
     engine: str
     reason: str
     binary: Path | None = None
+    programs: dict[str, bytes] | None = None
 
 
 def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> EngineChoice:
@@ -93,7 +94,7 @@ def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> En
     from .native import build_worker, check_native
 
     try:
-        check_native(config, registry)
+        programs = check_native(config, registry)
     except ConfigError as exc:
         return EngineChoice("python", f"the native engine cannot serve this config ({exc})")
     try:
@@ -101,7 +102,7 @@ def choose_engine(config: Config, registry: Registry, opts: KernelOptions) -> En
     except BuildError as exc:
         return EngineChoice("python", f"the native worker is not built ({exc})")
     return EngineChoice("native", "every listener is HTTP/1 with a compiled rule program",
-                        binary)
+                        binary, programs)
 
 
 def _has_health(config: Config) -> bool:

@@ -71,21 +71,29 @@ def test_explicit_engine_is_kept(registry):
 
 @pytest.mark.parametrize("dataplane", ["", '[dataplane.kernel]\nengine = "native"'])
 def test_the_master_runs_the_worker_built_once(registry, tmp_path, monkeypatch, dataplane):
-    """``auto`` builds the native worker to know it runs here and hands it to the master;
-    a configured ``native`` leaves the build to the master. Either way: one build, and the
-    master runs what it gave."""
+    """``auto`` builds the native worker and compiles the rule programs to know it runs
+    here, and hands both to the master; a configured ``native`` leaves them to the master.
+    Either way: one build, one compilation, and the master runs what it gave."""
     fake = tmp_path / "miresga-kw"
     fake.write_text("#!/bin/sh\nexit 0\n")  # passes the master's --check of the plan
     fake.chmod(0o755)
     builds = []
     monkeypatch.setattr(native, "build_worker", lambda: builds.append(fake) or fake)
+    checks = []
+    check_native = native.check_native
+    monkeypatch.setattr(native, "check_native",
+                        lambda *a: checks.append(1) or check_native(*a))
     config = parse_config(BASE.format(dataplane=dataplane, protocol="http1",
                                       policy="round-robin", options=""), registry)
     choice = choose_engine(config, registry, config.dataplane.options or KernelOptions())
-    master = Master(config, registry, 1, False, engine=choice.engine, binary=choice.binary)
+    master = Master(config, registry, 1, False, engine=choice.engine, binary=choice.binary,
+                    programs=choice.programs)
     assert master.native is not None
     shutil.rmtree(Path(master.native[1]).parent)
+    for sock in master.listen_socks.values():
+        sock.close()
     assert choice.engine == "native" and builds == [fake] and master.native[0] == fake
+    assert checks == [1]
 
 
 def test_check_prints_the_engine(tmp_path: Path):
